@@ -1,0 +1,62 @@
+"""Checks a cache against its manifest and names the first faulty shard."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .encoding import get_encoding
+from .errors import CacheVerifyError
+from .manifest import MANIFEST_NAME, SHARDS_DIR, Manifest
+from .schema import arrow_schema
+from .writer import file_sha256
+
+
+@dataclass
+class VerifyReport:
+    shards: int
+    rows: int
+    response_tokens: int
+    bytes: int
+
+
+def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
+    """Raise CacheVerifyError naming the shard whose file, checksum, schema or counts are wrong."""
+    cache_dir = Path(cache_dir)
+    manifest = Manifest.load(cache_dir / MANIFEST_NAME)
+    expected_schema = arrow_schema(get_encoding(manifest.encoding))
+    listed = set()
+    seen_ids: set[str] = set()
+    for shard in manifest.shards:
+        path = cache_dir / shard.name
+        listed.add(path.name)
+        if not path.exists():
+            raise CacheVerifyError(f"{path}: shard listed in the manifest is missing")
+        if path.stat().st_size != shard.bytes:
+            raise CacheVerifyError(f"{path}: {path.stat().st_size} bytes, manifest says {shard.bytes} (truncated?)")
+        if check_checksums and file_sha256(path) != shard.sha256:
+            raise CacheVerifyError(f"{path}: sha256 does not match the manifest (corrupt shard)")
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for damaged files
+            raise CacheVerifyError(f"{path}: unreadable Parquet ({exc})") from None
+        if not table.schema.equals(expected_schema, check_metadata=False):
+            raise CacheVerifyError(f"{path}: schema differs from format v{manifest.format_version} "
+                                   f"encoding {manifest.encoding}")
+        tokens = int(pc.sum(pc.list_value_length(table.column("response_ids"))).as_py() or 0)
+        if table.num_rows != shard.rows or tokens != shard.response_tokens:
+            raise CacheVerifyError(f"{path}: {table.num_rows} rows / {tokens} tokens, manifest says "
+                                   f"{shard.rows} / {shard.response_tokens}")
+        ids = table.column("example_id").to_pylist()
+        duplicates = seen_ids.intersection(ids)
+        if duplicates or len(set(ids)) != len(ids):
+            raise CacheVerifyError(f"{path}: example {sorted(duplicates or ids)[0]!r} appears more than once")
+        seen_ids.update(ids)
+    unlisted = sorted(p.name for p in (cache_dir / SHARDS_DIR).glob("*.parquet") if p.name not in listed)
+    if unlisted:
+        raise CacheVerifyError(f"{cache_dir / SHARDS_DIR / unlisted[0]}: shard not in the manifest "
+                               "(an unfinished multi-worker run? run finalize)")
+    return VerifyReport(shards=len(manifest.shards), rows=manifest.rows,
+                        response_tokens=manifest.response_tokens, bytes=manifest.bytes)

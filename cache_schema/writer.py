@@ -1,0 +1,270 @@
+"""Writes teacher answers into shards that appear only when complete, and resumes.
+
+A shard is written under a temporary name, fsynced and renamed: a killed run leaves
+complete shards and at most one temporary file, which the next run deletes. The examples
+in complete shards are `done_ids`; the teacher skips them, so nothing is lost or written
+twice. Each worker writes its own shards (`w003-00012.parquet`) and its own part manifest,
+so several workers can fill one cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .encoding import DEFAULT_ENCODING, PAD_ID, get_encoding
+from .errors import CacheError, InvalidExampleError
+from .manifest import (
+    MANIFEST_NAME,
+    PARTS_DIR,
+    SHARDS_DIR,
+    Manifest,
+    ShardInfo,
+    check_same_identity,
+    fsync_dir,
+    software_versions,
+)
+from .schema import FINISH_REASONS, CachedExample, arrow_schema
+
+SHARD_RE = re.compile(r"^w(\d{3})-(\d{5})\.parquet$")
+LOGPROB_TOLERANCE = 1e-4  # log-probs may exceed 0 or break sort order by float noise only
+
+
+class CacheWriter:
+    """Use `CacheWriter.open(...)`, then `add` examples and `close`."""
+
+    def __init__(self, cache_dir: Path, manifest: Manifest, worker_index: int, done_ids: set[str],
+                 next_seq: int, rows_per_shard: int, max_shard_bytes: int, zstd_level: int):
+        self.cache_dir = cache_dir
+        self.manifest = manifest  # this worker's part
+        self.worker_index = worker_index
+        self.done_ids = done_ids
+        self.encoding = get_encoding(manifest.encoding)
+        self.schema = arrow_schema(self.encoding)
+        self.rows_per_shard = rows_per_shard
+        self.max_shard_bytes = max_shard_bytes
+        self.zstd_level = zstd_level
+        self._next_seq = next_seq
+        self._rows: list[dict] = []
+        self._buffered_bytes = 0
+
+    # ---- opening and resuming -------------------------------------------------------
+    @classmethod
+    def open(cls, cache_dir, identity: dict, *, k: int, vocab_size: int, worker_index: int = 0,
+             num_workers: int = 1, overwrite: bool = False, rows_per_shard: int = 256,
+             max_shard_bytes: int = 64 << 20, encoding: str = DEFAULT_ENCODING,
+             zstd_level: int = 9) -> "CacheWriter":
+        cache_dir = Path(cache_dir)
+        if not 0 <= worker_index < num_workers:
+            raise CacheError(f"--worker-index {worker_index} is outside 0..{num_workers - 1}")
+        if k < 1:
+            raise CacheError(f"k must be at least 1, got {k}")
+        get_encoding(encoding)
+        if overwrite and cache_dir.exists():
+            _wipe_cache(cache_dir)
+        existing = _existing_manifest(cache_dir)
+        if existing is not None:
+            check_same_identity(cache_dir, existing, identity, k, encoding)
+        (cache_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
+        (cache_dir / PARTS_DIR).mkdir(exist_ok=True)
+        _remove_stale_temporaries(cache_dir, worker_index)
+
+        part_path = _part_path(cache_dir, worker_index)
+        part = Manifest.load(part_path) if part_path.exists() else None
+        known = {s.name: s for s in part.shards} if part else {}
+        manifest = Manifest(identity=identity, k=k, vocab_size=vocab_size, encoding=encoding,
+                            software=software_versions(), num_workers=num_workers)
+        done_ids: set[str] = set()
+        next_seq = 0
+        for shard_path in sorted((cache_dir / SHARDS_DIR).glob("w*.parquet")):
+            match = SHARD_RE.match(shard_path.name)
+            if not match:
+                continue
+            ids = pq.read_table(shard_path, columns=["example_id"]).column(0).to_pylist()
+            done_ids.update(ids)
+            if int(match.group(1)) == worker_index:
+                name = f"{SHARDS_DIR}/{shard_path.name}"
+                manifest.shards.append(known.get(name) or _describe_shard(shard_path, name, worker_index))
+                next_seq = max(next_seq, int(match.group(2)) + 1)
+        writer = cls(cache_dir, manifest, worker_index, done_ids, next_seq, rows_per_shard,
+                     max_shard_bytes, zstd_level)
+        writer._save_part()
+        return writer
+
+    # ---- adding examples ------------------------------------------------------------
+    def add(self, example: CachedExample) -> None:
+        """Validate and buffer one example; a full buffer becomes a shard."""
+        row = self._encode(example)
+        self.done_ids.add(example.example_id)
+        self._rows.append(row)
+        self._buffered_bytes += row.pop("_bytes")
+        if len(self._rows) >= self.rows_per_shard or self._buffered_bytes >= self.max_shard_bytes:
+            self.flush()
+
+    def record_skipped(self, reason: str, count: int) -> None:
+        """This run's count of rows skipped for `reason` (a resumed run recounts them all)."""
+        self.manifest.skipped[reason] = int(count)
+
+    def record_stats(self, stats: dict) -> None:
+        self.manifest.stats.update(stats)
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        name = f"w{self.worker_index:03d}-{self._next_seq:05d}.parquet"
+        final = self.cache_dir / SHARDS_DIR / name
+        tmp = final.with_name(f".tmp-{name}")
+        pq.write_table(
+            table, tmp, compression="zstd", compression_level=self.zstd_level,
+            use_dictionary=["example_id", "finish_reason"],
+            use_byte_stream_split=["topk_mass", "outside_logprob", *self.encoding.byte_stream_split_columns()],
+            write_statistics=False,
+        )
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        self.manifest.shards.append(_describe_shard(final, f"{SHARDS_DIR}/{name}", self.worker_index,
+                                                    rows=table.num_rows))
+        self._next_seq += 1
+        self._rows = []
+        self._buffered_bytes = 0
+        self._save_part()
+
+    def close(self) -> Manifest:
+        """Flush the last shard, save this worker's part; a single worker also finalizes."""
+        self.flush()
+        self._save_part()
+        if self.manifest.num_workers == 1:
+            from .finalize import finalize_cache
+
+            return finalize_cache(self.cache_dir)
+        return self.manifest
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.close()
+        return False
+
+    # ---- internals ------------------------------------------------------------------
+    def _save_part(self) -> None:
+        self.manifest.save(_part_path(self.cache_dir, self.worker_index))
+
+    def _encode(self, ex: CachedExample) -> dict:
+        where = f"example {ex.example_id!r}"
+        if not isinstance(ex.example_id, str) or not ex.example_id:
+            raise InvalidExampleError(f"example id must be a non-empty string, got {ex.example_id!r}")
+        if ex.example_id in self.done_ids:
+            raise InvalidExampleError(f"{where} is already in the cache")
+        if ex.finish_reason not in FINISH_REASONS:
+            raise InvalidExampleError(f"{where}: finish reason {ex.finish_reason!r} is not one of {FINISH_REASONS}")
+        k, vocab = self.manifest.k, self.manifest.vocab_size
+        prompt = np.asarray(ex.prompt_ids, dtype=np.int64).reshape(-1)
+        response = np.asarray(ex.response_ids, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ex.topk_ids, dtype=np.int64)
+        logprobs = np.asarray(ex.topk_logprobs, dtype=np.float64)
+        n = response.shape[0]
+        if n == 0:
+            raise InvalidExampleError(f"{where} has no response tokens")
+        if ids.ndim != 2 or ids.shape != logprobs.shape or ids.shape[0] != n:
+            raise InvalidExampleError(
+                f"{where}: top-k ids {ids.shape} and log-probs {logprobs.shape} must both be "
+                f"[{n} response tokens, <=k]")
+        if ids.shape[1] > k:
+            raise InvalidExampleError(f"{where}: {ids.shape[1]} top-k entries per position, more than k={k}")
+        for label, values in (("prompt id", prompt), ("response id", response), ("top-k id", ids)):
+            bad = (values < 0) | (values >= vocab)
+            if bad.any():
+                raise InvalidExampleError(
+                    f"{where}: {label} {int(values[bad][0])} is outside the vocabulary [0, {vocab})")
+        if not np.isfinite(logprobs).all():
+            raise InvalidExampleError(f"{where}: top-k log-probs contain NaN or inf")
+        if (logprobs > LOGPROB_TOLERANCE).any():
+            raise InvalidExampleError(f"{where}: a top-k log-prob is above 0 ({logprobs.max():.4g})")
+        if (np.diff(logprobs, axis=1) > LOGPROB_TOLERANCE).any():
+            row = int(np.argwhere(np.diff(logprobs, axis=1) > LOGPROB_TOLERANCE)[0][0])
+            raise InvalidExampleError(f"{where}: top-k list at position {row} is not sorted by probability")
+        mass = np.exp(logprobs).sum(axis=1)
+        if (mass > 1.0 + 1e-3).any():
+            raise InvalidExampleError(f"{where}: top-k probabilities sum to {mass.max():.4f} > 1")
+        if ids.shape[1] < k:  # fewer than k entries: pad with an id no token has
+            pad = k - ids.shape[1]
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=PAD_ID)
+            logprobs = np.pad(logprobs, ((0, 0), (0, pad)), constant_values=-1e4)
+        outside_pos, outside_lp = [], []
+        if ex.sampled_logprobs is not None:
+            sampled = np.asarray(ex.sampled_logprobs, dtype=np.float64).reshape(-1)
+            if sampled.shape[0] != n or not np.isfinite(sampled).all():
+                raise InvalidExampleError(f"{where}: sampled log-probs must be {n} finite values")
+            missing = ~(ids == response[:, None]).any(axis=1)
+            outside_pos = np.flatnonzero(missing).astype(np.int32)
+            outside_lp = sampled[missing].astype(np.float32)
+        row = {
+            "example_id": ex.example_id,
+            "prompt_ids": pa.array(prompt.astype(np.int32), pa.int32()),
+            "response_ids": pa.array(response.astype(np.int32), pa.int32()),
+            "finish_reason": ex.finish_reason,
+            "topk_mass": pa.array(np.minimum(mass, 1.0).astype(np.float32), pa.float32()),
+            "outside_pos": pa.array(np.asarray(outside_pos, dtype=np.int32), pa.int32()),
+            "outside_logprob": pa.array(np.asarray(outside_lp, dtype=np.float32), pa.float32()),
+            **self.encoding.encode(ids, logprobs.astype(np.float32)),
+            "_bytes": 8 * (prompt.size + response.size) + ids.size * 6 + 4 * n,
+        }
+        return row
+
+
+def _part_path(cache_dir: Path, worker_index: int) -> Path:
+    return cache_dir / PARTS_DIR / f"worker-{worker_index:03d}.json"
+
+
+def _existing_manifest(cache_dir: Path) -> Manifest | None:
+    """The identity already on disk: the final manifest, else any worker's part."""
+    if (cache_dir / MANIFEST_NAME).exists():
+        return Manifest.load(cache_dir / MANIFEST_NAME)
+    parts = sorted((cache_dir / PARTS_DIR).glob("worker-*.json")) if (cache_dir / PARTS_DIR).exists() else []
+    if parts:
+        return Manifest.load(parts[0])
+    if (cache_dir / SHARDS_DIR).exists() and any((cache_dir / SHARDS_DIR).glob("*.parquet")):
+        raise CacheError(f"{cache_dir} holds shards but no manifest; use --overwrite to replace it")
+    return None
+
+
+def _remove_stale_temporaries(cache_dir: Path, worker_index: int) -> None:
+    for tmp in (cache_dir / SHARDS_DIR).glob(f".tmp-w{worker_index:03d}-*"):
+        tmp.unlink()
+
+
+def _wipe_cache(cache_dir: Path) -> None:
+    for name in (MANIFEST_NAME, SHARDS_DIR, PARTS_DIR):
+        path = cache_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _describe_shard(path: Path, name: str, worker: int, rows: int | None = None) -> ShardInfo:
+    meta = pq.ParquetFile(path).metadata
+    lengths = pq.read_table(path, columns=["response_ids"]).column(0)
+    tokens = int(pc.sum(pc.list_value_length(lengths)).as_py() or 0)
+    return ShardInfo(name=name, rows=meta.num_rows if rows is None else rows, response_tokens=tokens,
+                     bytes=path.stat().st_size, sha256=file_sha256(path), worker=worker)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
