@@ -1,0 +1,23 @@
+"""`akd`: the command line of every stage.
+
+The only module that knows every stage: each command turns its options into a stage's
+config and calls it. Stages and the cache contract stay importable without click.
+"""
+from __future__ import annotations
+
+import click
+
+from pipeline.cache_commands import cache_group
+from pipeline.models import main as models_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main():
+    """akd: distil a big code LLM into a small one through an offline top-k teacher cache."""
+
+
+main.add_command(models_command, name="models")
+main.add_command(cache_group)
+
+if __name__ == "__main__":
+    main()
