@@ -1,0 +1,1 @@
+"""akd pipeline: the command line and the orchestration of the stages."""
