@@ -1,0 +1,11 @@
+"""Stage two: train a student on the teacher's top-k cache (see DESIGN.md)."""
+
+# ---- data pipeline and trainer ----
+from .config import DistillConfig
+from .errors import (
+    DistillConfigError,
+    DistillError,
+    NonFiniteLossError,
+    TokenizerMismatchError,
+)
+from .trainer import train
