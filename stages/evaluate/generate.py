@@ -1,0 +1,58 @@
+"""Answers from a model for a list of tasks, through the shared inference engines.
+
+Prompts too long for the engine (prompt + max_new_tokens over max_model_len) never reach
+it (vLLM would abort the whole batch): they are recorded as skipped, and score as failures.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from inference import SamplingSpec, render_prompt
+from stages.evaluate.datasets import Task
+from stages.evaluate.prompts import Prompt
+
+log = logging.getLogger(__name__)
+SKIP_TOO_LONG = "prompt_too_long"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    n_samples: int = 1
+    seed: int = 0
+
+
+def prompt_ids(engine, prompt: Prompt) -> list[int]:
+    if prompt.messages:
+        return render_prompt(engine.tokenizer, list(prompt.messages))
+    return [int(i) for i in engine.tokenizer(prompt.text, add_special_tokens=True)["input_ids"]]
+
+
+def generate_answers(engine, tasks: list[Task], prompts: list[Prompt],
+                     settings: GenerationSettings) -> tuple[list[dict], float]:
+    """(one record per task, generation seconds). All prompts of a benchmark share their stop
+    strings, so they go to the engine in one call, which batches them."""
+    ids = [prompt_ids(engine, p) for p in prompts]
+    budget = engine.max_model_len - settings.max_new_tokens
+    keep = [i for i, p in enumerate(ids) if len(p) <= budget]
+    if len(keep) < len(ids):
+        log.warning("%d of %d prompts exceed max_model_len - max_new_tokens = %d tokens; "
+                    "skipped (scored as failures)", len(ids) - len(keep), len(ids), budget)
+    spec = SamplingSpec(max_new_tokens=settings.max_new_tokens,
+                        temperature=settings.temperature, n=settings.n_samples,
+                        seed=settings.seed, stop=prompts[0].stops if prompts else ())
+    start = time.monotonic()
+    outputs = engine.generate([ids[i] for i in keep], spec) if keep else []
+    seconds = time.monotonic() - start
+    by_index = dict(zip(keep, outputs))
+    records = []
+    for i, (task, prompt) in enumerate(zip(tasks, prompts)):
+        samples = [{"text": g.text, "finish_reason": g.finish_reason, "tokens": len(g.token_ids)}
+                   for g in by_index.get(i, [])]
+        records.append({"task_id": task.task_id, "prompt": prompt.to_json(),
+                        "prompt_tokens": len(ids[i]), "samples": samples,
+                        "skipped": None if i in by_index else SKIP_TOO_LONG})
+    return records, seconds

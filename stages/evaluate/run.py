@@ -1,0 +1,187 @@
+"""Evaluate one model on HumanEval/MBPP: generate (or reuse) answers, run them, save it all.
+
+Layout under `out_dir` (one per model):
+  summary.json                  the model's scores on every benchmark, role and run metadata
+  <benchmark>/generation.json   the settings the answers were generated with
+  <benchmark>/generations.jsonl one line per task: prompt, raw answers, finish reasons
+  <benchmark>/results.jsonl     one line per task: statuses, messages, extracted solutions
+  <benchmark>/summary.json      that benchmark's scores
+A rerun with the same settings reuses generations.jsonl and only re-executes the code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.evaluate.datasets import BENCHMARKS, load_tasks, mbpp_shots
+from stages.evaluate.errors import EvaluationError
+from stages.evaluate.generate import GenerationSettings, generate_answers
+from stages.evaluate.prompts import MODES, build_prompt
+from stages.evaluate.sandbox import Limits, Sandbox
+from stages.evaluate.score import score_answers, summarize
+
+log = logging.getLogger(__name__)
+ROLES = ("teacher", "student", "distilled")
+SUMMARY_KIND = "akd-eval"
+# Settings that change the answers: a saved generation is reused only if all of them match.
+_GENERATION_KEYS = ("model", "mode", "split", "task_ids", "max_new_tokens", "temperature",
+                    "n_samples", "seed")
+
+
+def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"),
+                   mode: str = "instruct", backend: str = "vllm", limit: int | None = None,
+                   n_samples: int = 1, temperature: float = 0.0, max_new_tokens: int = 512,
+                   role: str = "student", meta: dict | None = None,
+                   data_dir: Path | None = None, split: str = "test", seed: int = 0,
+                   max_model_len: int = 4096, dtype: str = "auto",
+                   limits: Limits | None = None, engine=None, progress: bool = False) -> dict:
+    """Scores of `model` (a local folder); writes the files above and returns summary.json.
+
+    `engine` (an inference.Engine) is used instead of loading one; it is not closed here.
+    """
+    _check_options(benchmarks, mode, role, n_samples, temperature)
+    out_dir = Path(out_dir)
+    settings = GenerationSettings(max_new_tokens, temperature, n_samples, seed)
+    sandbox = Sandbox(limits or Limits())
+    owned = None
+
+    def get_engine():
+        nonlocal owned
+        if engine is not None:
+            return engine
+        if owned is None:
+            from inference import load_engine
+
+            owned = load_engine(model, backend=backend, max_model_len=max_model_len,
+                                dtype=dtype, seed=seed)
+        return owned
+
+    # All answers first, then the engine goes (its memory and cores), then the sandbox runs.
+    plans = [_plan(name, model=model, mode=mode, split=split, limit=limit, data_dir=data_dir,
+                   settings=settings) for name in benchmarks]
+    try:
+        answers = [_answers(plan, out_dir / plan.name, settings, get_engine) for plan in plans]
+    finally:
+        if owned is not None:
+            owned.close()
+    per_benchmark = {}
+    for plan, records in zip(plans, answers):
+        per_benchmark[plan.name] = _score(plan, records, out_dir / plan.name, settings,
+                                          sandbox, progress)
+        log.info("%s %s pass@1 = %.4f", model, plan.name, per_benchmark[plan.name]["pass@1"])
+    summary = {
+        "kind": SUMMARY_KIND, "version": 1, "model": model, "role": role, "meta": meta or {},
+        "mode": mode, "backend": backend, "split": split, "limit": limit,
+        "n_samples": n_samples, "temperature": temperature, "max_new_tokens": max_new_tokens,
+        "sandbox": _sandbox_info(sandbox),
+        "benchmarks": per_benchmark,
+    }
+    _write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def _check_options(benchmarks, mode: str, role: str, n_samples: int, temperature: float) -> None:
+    unknown = [b for b in benchmarks if b not in BENCHMARKS]
+    if unknown or not benchmarks:
+        raise EvaluationError(
+            f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
+    if mode not in MODES:
+        raise EvaluationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if role not in ROLES:
+        raise EvaluationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    if n_samples < 1:
+        raise EvaluationError(f"n_samples must be >= 1, got {n_samples}")
+    if n_samples > 1 and temperature == 0:
+        raise EvaluationError("n_samples > 1 needs temperature > 0 (greedy samples are identical)")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One benchmark's tasks and prompts, and the settings its saved answers must match."""
+    name: str
+    mode: str
+    tasks: list
+    prompts: list
+    wanted: dict
+
+
+def _plan(name: str, *, model, mode, split, limit, data_dir,
+          settings: GenerationSettings) -> _Plan:
+    tasks = load_tasks(name, data_dir=data_dir, split=split, limit=limit)
+    shots = mbpp_shots(data_dir) if name != "humaneval" and mode == "completion" else []
+    wanted = {"model": model, "mode": mode, "split": split,
+              "task_ids": [t.task_id for t in tasks], "max_new_tokens": settings.max_new_tokens,
+              "temperature": settings.temperature, "n_samples": settings.n_samples,
+              "seed": settings.seed}
+    return _Plan(name, mode, tasks, [build_prompt(t, mode, shots) for t in tasks], wanted)
+
+
+def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_engine) -> list:
+    """The saved answers when they match the plan, else new ones (saved)."""
+    records = _saved_generations(bench_dir, plan.wanted)
+    if records is None:
+        records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings)
+        _write_jsonl(bench_dir / "generations.jsonl", records)
+        _write_json(bench_dir / "generation.json",
+                    {**plan.wanted, "generation_s": round(seconds, 2)})
+    return records
+
+
+def _score(plan: _Plan, records: list, bench_dir: Path, settings: GenerationSettings,
+           sandbox: Sandbox, progress: bool) -> dict:
+    stops = plan.prompts[0].stops if plan.prompts else ()
+    results, seconds = score_answers(plan.tasks, records, plan.mode, stops, sandbox,
+                                     n_samples=settings.n_samples, progress=progress)
+    _write_jsonl(bench_dir / "results.jsonl", results)
+    summary = {"benchmark": plan.name, **summarize(results),
+               "skipped": sum(1 for r in records if r["skipped"]),
+               "length_cut": sum(s["finish_reason"] == "length"
+                                 for r in records for s in r["samples"]),
+               "execution_s": round(seconds, 2)}
+    _write_json(bench_dir / "summary.json", {"kind": f"{SUMMARY_KIND}-benchmark",
+                                             "model": plan.wanted["model"], "mode": plan.mode,
+                                             **summary})
+    return summary
+
+
+def _saved_generations(bench_dir: Path, wanted: dict) -> list[dict] | None:
+    """The saved answers if they were made with `wanted`; None if there are none."""
+    gen_file, settings_file = bench_dir / "generations.jsonl", bench_dir / "generation.json"
+    if not gen_file.exists() or not settings_file.exists():
+        return None
+    saved = json.loads(settings_file.read_text())
+    differ = [k for k in _GENERATION_KEYS if saved.get(k) != wanted[k]]
+    if differ:
+        raise EvaluationError(
+            f"{gen_file} was generated with other settings ({', '.join(differ)}); "
+            "delete it or choose another output directory")
+    log.info("reusing %s", gen_file)
+    with open(gen_file) as f:
+        return [json.loads(line) for line in f]
+
+
+def _sandbox_info(sandbox: Sandbox) -> dict:
+    limits = sandbox.limits
+    return {"isolation": sandbox.isolation, "isolation_reason": sandbox.isolation_reason,
+            "workers": sandbox.workers, "timeout_s": limits.timeout_s,
+            "memory_mb": limits.memory_mb, "max_processes": limits.max_processes}
+
+
+def _write_json(path: Path, obj) -> None:
+    _write_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Readers never see half a file; a crash leaves the old one (or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
