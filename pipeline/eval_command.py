@@ -1,0 +1,73 @@
+"""`akd eval` and `akd report`: pass@1 of any model, and the accuracy-loss tables."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.errors import user_errors
+from pipeline.models import resolve_model
+
+
+@click.command("eval")
+@click.option("--model", required=True, help="Registry name, HF folder (a distill run's final/ too) or Hub id.")
+@click.option("--role", type=click.Choice(["teacher", "student", "distilled"]), default=None,
+              help="Default: distilled for a distill run's folder, else student.")
+@click.option("--out", "out_dir", default=None, help="Default: evals/<model folder name>.")
+@click.option("--benchmark", "benchmarks", multiple=True, default=["humaneval", "mbpp"], show_default=True)
+@click.option("--mode", type=click.Choice(["instruct", "completion"]), default="instruct", show_default=True)
+@click.option("--backend", type=click.Choice(["vllm", "hf"]), default="vllm", show_default=True)
+@click.option("--limit", default=0, show_default=True, help="Only the first N tasks (0 = all).")
+@click.option("--n-samples", default=1, show_default=True, help="Samples per task (pass@k).")
+@click.option("--temperature", default=0.0, show_default=True)
+@click.option("--max-new-tokens", default=512, show_default=True)
+@click.option("--models-dir", default="models", show_default=True)
+@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="Where HumanEval/MBPP live (default ../shared/data).")
+def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_samples, temperature,
+                 max_new_tokens, models_dir, data_dir):
+    """HumanEval/MBPP pass@1 (and pass@k) of one model, generations and per-task results saved."""
+    from stages.evaluate import evaluate_model
+
+    with user_errors():
+        path = resolve_model(model, models_dir)
+        meta = distill_run_meta(Path(path))
+        role = role or ("distilled" if meta else "student")
+        out = Path(out_dir or Path("evals") / _name(path, meta))
+        summary = evaluate_model(path, out, benchmarks=benchmarks, mode=mode, backend=backend,
+                                 limit=limit or None, n_samples=n_samples, temperature=temperature,
+                                 max_new_tokens=max_new_tokens, role=role, meta=meta,
+                                 data_dir=Path(data_dir) if data_dir else None, progress=True)
+    for name in benchmarks:
+        scores = summary["benchmarks"][name]
+        click.echo(f"{path} {name}: pass@1 = {100 * scores['pass@1']:.1f}% ({scores['n_tasks']} tasks)")
+    click.echo(f"results in {out}")
+
+
+@click.command("report")
+@click.option("--runs-dir", default="evals", show_default=True, help="Where `akd eval` wrote its summaries.")
+@click.option("--out", "out_dir", default="results", show_default=True)
+def report_command(runs_dir, out_dir):
+    """Tables (Markdown, JSON) and a bar chart: pass@1, accuracy loss, its reduction."""
+    from stages.evaluate import build_report
+
+    with user_errors():
+        build_report(Path(runs_dir), Path(out_dir))
+    click.echo((Path(out_dir) / "report.md").read_text())
+
+
+def distill_run_meta(model_dir: Path) -> dict:
+    """For a distill run's final/ folder: its loss, cache and original student (else {})."""
+    config_file = model_dir.parent / "config.json"
+    if model_dir.name != "final" or not config_file.exists():
+        return {}
+    record = json.loads(config_file.read_text())
+    return {"loss": record["options"]["loss"], "cache": record["cache"]["path"],
+            "base_model": record["student"]["name"], "run_dir": str(model_dir.parent)}
+
+
+def _name(path: str, meta: dict) -> str:
+    if meta:
+        return Path(meta["run_dir"]).name
+    return Path(path.rstrip("/")).name.replace("/", "_")
