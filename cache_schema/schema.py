@@ -5,11 +5,11 @@ Columns (ids are ids, never text, so the student needs no re-tokenisation):
 - prompt_ids      list<int32>  the student-side prompt (chat template applied)
 - response_ids    list<int32>  what the teacher generated, end-of-turn token included
 - finish_reason   string       "stop" or "length" (cut by the token limit)
-- topk_mass       list<float32> per response position: sum of the teacher's top-k probabilities,
-                               from unrounded log-probs (the tail mass is 1 - topk_mass)
 - outside_pos / outside_logprob: positions whose sampled token is not in the stored top-k,
                                with that token's log-prob (vLLM's k+1-th entry); empty when greedy
-- the encoding's top-k columns (see encoding.py), k entries per position, sorted by probability.
+- the encoding's top-k columns (see encoding.py): k ids and log-probs per position, sorted by
+  probability, and the top-k mass: the sum of the teacher's top-k probabilities from unrounded
+  log-probs, at float32 (the tail mass is 1 - topk_mass).
 """
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ BASE_FIELDS = [
     pa.field("prompt_ids", pa.list_(pa.int32())),
     pa.field("response_ids", pa.list_(pa.int32())),
     pa.field("finish_reason", pa.string()),
-    pa.field("topk_mass", pa.list_(pa.float32())),
     pa.field("outside_pos", pa.list_(pa.int32())),
     pa.field("outside_logprob", pa.list_(pa.float32())),
 ]

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .encoding import DEFAULT_ENCODING, PAD_ID, get_encoding
+from .encoding import DEFAULT_ENCODING, PAD_ID, PAD_LOGPROB, Rows, TopK, get_encoding
 from .errors import CacheError, InvalidExampleError
 from .manifest import (
     MANIFEST_NAME,
@@ -66,7 +66,7 @@ class CacheWriter:
             raise CacheError(f"--worker-index {worker_index} is outside 0..{num_workers - 1}")
         if k < 1:
             raise CacheError(f"k must be at least 1, got {k}")
-        get_encoding(encoding)
+        encoding = get_encoding(encoding).spec  # every parameter spelled out, for the reader
         if overwrite and cache_dir.exists():
             _wipe_cache(cache_dir)
         existing = _existing_manifest(cache_dir)
@@ -118,16 +118,21 @@ class CacheWriter:
     def flush(self) -> None:
         if not self._rows:
             return
-        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        table, footer = self._shard_table(self._rows)
         name = f"w{self.worker_index:03d}-{self._next_seq:05d}.parquet"
         final = self.cache_dir / SHARDS_DIR / name
         tmp = final.with_name(f".tmp-{name}")
-        pq.write_table(
-            table, tmp, compression="zstd", compression_level=self.zstd_level,
+        compression = _column_codecs(self.schema, self.encoding.precompressed_columns())
+        with pq.ParquetWriter(
+            tmp, self.schema, compression=compression,
+            compression_level={path: self.zstd_level for path, codec in compression.items() if codec == "zstd"},
             use_dictionary=["example_id", "finish_reason"],
-            use_byte_stream_split=["topk_mass", "outside_logprob", *self.encoding.byte_stream_split_columns()],
+            use_byte_stream_split=["outside_logprob", *self.encoding.byte_stream_split_columns()],
             write_statistics=False,
-        )
+        ) as parquet:
+            parquet.write_table(table, row_group_size=table.num_rows)
+            if footer:  # shard-level state of the encoding, outside the Arrow schema copy
+                parquet.add_key_value_metadata(footer)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
@@ -138,6 +143,22 @@ class CacheWriter:
         self._rows = []
         self._buffered_bytes = 0
         self._save_part()
+
+    def _shard_table(self, rows: list[dict]) -> tuple[pa.Table, dict[bytes, bytes]]:
+        """The buffered rows as one table: base columns, then the encoding's top-k columns."""
+        response = Rows.from_lists([r["response_ids"] for r in rows], np.int64)
+        topk = TopK(ids=np.concatenate([r["topk_ids"] for r in rows]),
+                    logprobs=np.concatenate([r["topk_logprobs"] for r in rows]),
+                    mass=np.concatenate([r["topk_mass"] for r in rows]))
+        columns, footer = self.encoding.encode(topk, response)
+        for name in ("prompt_ids", "outside_pos"):
+            columns[name] = Rows.from_lists([r[name] for r in rows], np.int32).to_arrow(pa.int32())
+        columns["response_ids"] = Rows(response.values.astype(np.int32), response.offsets).to_arrow(pa.int32())
+        columns["outside_logprob"] = Rows.from_lists([r["outside_logprob"] for r in rows],
+                                                     np.float32).to_arrow(pa.float32())
+        columns["example_id"] = pa.array([r["example_id"] for r in rows], pa.string())
+        columns["finish_reason"] = pa.array([r["finish_reason"] for r in rows], pa.string())
+        return pa.Table.from_arrays([columns[f.name] for f in self.schema], schema=self.schema), footer
 
     def close(self) -> Manifest:
         """Flush the last shard, save this worker's part; a single worker also finalizes."""
@@ -201,7 +222,7 @@ class CacheWriter:
         if ids.shape[1] < k:  # fewer than k entries: pad with an id no token has
             pad = k - ids.shape[1]
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=PAD_ID)
-            logprobs = np.pad(logprobs, ((0, 0), (0, pad)), constant_values=-1e4)
+            logprobs = np.pad(logprobs, ((0, 0), (0, pad)), constant_values=PAD_LOGPROB)
         outside_pos, outside_lp = [], []
         if ex.sampled_logprobs is not None:
             sampled = np.asarray(ex.sampled_logprobs, dtype=np.float64).reshape(-1)
@@ -212,16 +233,26 @@ class CacheWriter:
             outside_lp = sampled[missing].astype(np.float32)
         row = {
             "example_id": ex.example_id,
-            "prompt_ids": pa.array(prompt.astype(np.int32), pa.int32()),
-            "response_ids": pa.array(response.astype(np.int32), pa.int32()),
+            "prompt_ids": prompt,
+            "response_ids": response,
             "finish_reason": ex.finish_reason,
-            "topk_mass": pa.array(np.minimum(mass, 1.0).astype(np.float32), pa.float32()),
-            "outside_pos": pa.array(np.asarray(outside_pos, dtype=np.int32), pa.int32()),
-            "outside_logprob": pa.array(np.asarray(outside_lp, dtype=np.float32), pa.float32()),
-            **self.encoding.encode(ids, logprobs.astype(np.float32)),
-            "_bytes": 8 * (prompt.size + response.size) + ids.size * 6 + 4 * n,
+            "topk_ids": ids,
+            "topk_logprobs": logprobs.astype(np.float32),
+            "topk_mass": np.minimum(mass, 1.0).astype(np.float32),
+            "outside_pos": np.asarray(outside_pos, dtype=np.int32),
+            "outside_logprob": np.asarray(outside_lp, dtype=np.float32),
+            "_bytes": 8 * (prompt.size + response.size) + ids.size * 12 + 4 * n,
         }
         return row
+
+
+def _column_codecs(schema: pa.Schema, precompressed: list[str]) -> dict[str, str]:
+    """zstd for every Parquet column (list columns are named `name.list.element`), none for
+    columns the encoding compressed itself."""
+    def path(f: pa.Field) -> str:
+        return f"{f.name}.list.element" if pa.types.is_list(f.type) else f.name
+
+    return {path(f): "none" if f.name in precompressed else "zstd" for f in schema}
 
 
 def _part_path(cache_dir: Path, worker_index: int) -> Path:
