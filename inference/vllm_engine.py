@@ -1,0 +1,83 @@
+"""The vLLM backend: large batches, raw top-k log-probs straight from the sampler."""
+from __future__ import annotations
+
+import logging
+
+from .cpu_env import apply_cpu_defaults, is_cpu_platform
+from .spec import Generation, SamplingSpec, check_prompts
+from .stops import eos_token_ids
+from .topk import topk_from_vllm_flat
+
+log = logging.getLogger(__name__)
+
+
+class VllmEngine:
+    """Wraps vllm.LLM. Scripts that build one need an `if __name__ == "__main__":` guard:
+    vLLM spawns its worker processes."""
+
+    def __init__(self, model: str, *, max_model_len: int = 4096, tensor_parallel_size: int = 1,
+                 dtype: str = "auto", max_logprobs: int = 20, seed: int = 0,
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool = False,
+                 revision: str | None = None):
+        on_cpu = is_cpu_platform()
+        if on_cpu:
+            changed = apply_cpu_defaults()
+            if changed:
+                log.info("vLLM CPU environment defaults: %s", changed)
+        from vllm import LLM
+
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = 0.3 if on_cpu else 0.85
+        self.max_model_len = max_model_len
+        self.max_logprobs = max_logprobs
+        self._llm = LLM(
+            model, revision=revision, max_model_len=max_model_len,
+            max_logprobs=max(max_logprobs, 1), logprobs_mode="raw_logprobs",
+            tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager)
+        self.tokenizer = self._llm.get_tokenizer()
+        gen_eos = self._llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
+        self._eos_ids = eos_token_ids(self.tokenizer, gen_eos)
+
+    def _sampling_params(self, spec: SamplingSpec, seed: int):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=spec.n, temperature=spec.temperature, top_p=spec.top_p, seed=seed,
+            max_tokens=spec.max_new_tokens, stop=list(spec.stop) or None,
+            stop_token_ids=eos_token_ids(self.tokenizer, self._eos_ids, spec.stop_token_ids),
+            logprobs=spec.logprobs or None, flat_logprobs=True,
+            # Detokenising costs time per token; only stop strings need it.
+            detokenize=bool(spec.stop), skip_special_tokens=True)
+
+    def generate(self, prompts: list[list[int]], spec: SamplingSpec,
+                 seeds: list[int] | None = None) -> list[list[Generation]]:
+        """`seeds`: one per prompt (sample i of a prompt uses seed + i), so a prompt's samples
+        do not depend on which other prompts share the call; default spec.seed for all."""
+        from vllm.inputs import TokensPrompt
+
+        check_prompts(prompts, spec, self.max_model_len, self.max_logprobs, seeds)
+        if not prompts:
+            return []
+        params = ([self._sampling_params(spec, s) for s in seeds] if seeds is not None
+                  else self._sampling_params(spec, spec.seed))
+        outputs = self._llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+        return [[self._to_generation(c, spec) for c in sorted(out.outputs, key=lambda c: c.index)]
+                for out in outputs]
+
+    def _to_generation(self, completion, spec: SamplingSpec) -> Generation:
+        token_ids = [int(t) for t in completion.token_ids]
+        text = completion.text if spec.stop else self.tokenizer.decode(
+            token_ids, skip_special_tokens=True)
+        gen = Generation(token_ids=token_ids, text=text,
+                         finish_reason="length" if completion.finish_reason == "length" else "stop")
+        if spec.logprobs:
+            gen.topk_ids, gen.topk_logprobs, gen.sampled_logprobs = topk_from_vllm_flat(
+                completion.logprobs, spec.logprobs, len(token_ids))
+        return gen
+
+    def close(self) -> None:
+        llm, self._llm = getattr(self, "_llm", None), None
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
