@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cache_schema.manifest import fsync_dir
+
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
 STATE_FILE = "trainer_state.pt"
@@ -119,13 +121,6 @@ def _atomic_dir(final: Path, write) -> Path:
         shutil.rmtree(old)
     else:
         os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
