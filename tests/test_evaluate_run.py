@@ -57,6 +57,12 @@ def test_hf_backend_end_to_end_then_reuse(tiny_teacher, shared_data, tmp_path):
     assert again["benchmarks"]["humaneval"] | {"execution_s": 0} == \
         summary["benchmarks"]["humaneval"] | {"execution_s": 0}
 
+    # One benchmark at a time still leaves one summary that holds every benchmark scored.
+    one = evaluate_model(str(tiny_teacher), out, **{**kwargs, "benchmarks": ("humaneval",),
+                                                    "backend": "no-such-backend"})
+    assert set(one["benchmarks"]) == {"humaneval", "mbpp"}
+    assert one["benchmarks"]["mbpp"] == summary["benchmarks"]["mbpp"]
+
     with pytest.raises(EvaluationError, match="max_new_tokens"):
         evaluate_model(str(tiny_teacher), out, **{**kwargs, "max_new_tokens": 32})
 

@@ -78,10 +78,23 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
         "mode": mode, "backend": backend, "split": split, "limit": limit,
         "n_samples": n_samples, "temperature": temperature, "max_new_tokens": max_new_tokens,
         "sandbox": _sandbox_info(sandbox),
-        "benchmarks": per_benchmark,
+        "benchmarks": {**_earlier_benchmarks(out_dir / "summary.json", model, mode, split, n_samples,
+                                              temperature, max_new_tokens), **per_benchmark},
     }
     _write_json(out_dir / "summary.json", summary)
     return summary
+
+
+def _earlier_benchmarks(path: Path, model: str, mode: str, split: str, n_samples: int,
+                        temperature: float, max_new_tokens: int) -> dict:
+    """Scores an earlier call saved in the same folder under the same settings, so that
+    evaluating HumanEval and MBPP one at a time still yields one complete summary."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    same = (model, mode, split, n_samples, temperature, max_new_tokens) == tuple(
+        earlier.get(key) for key in ("model", "mode", "split", "n_samples", "temperature", "max_new_tokens"))
+    return earlier.get("benchmarks", {}) if same else {}
 
 
 def _check_options(benchmarks, mode: str, role: str, n_samples: int, temperature: float) -> None:
