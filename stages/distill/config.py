@@ -55,7 +55,7 @@ class DistillConfig:
     drop_length_truncated: bool = False  # drop responses the teacher's token limit cut
     eval_fraction: float = 0.05
     eval_max_examples: int = 64
-    num_workers: int = 1
+    num_workers: int = 0  # loader processes; 0 reads in the trainer (decoding is ~0.1% of a step)
     # bookkeeping
     seed: int = 0
     eval_every: int = 50
