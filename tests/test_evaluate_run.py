@@ -61,7 +61,7 @@ def test_hf_backend_end_to_end_then_reuse(tiny_teacher, shared_data, tmp_path):
     one = evaluate_model(str(tiny_teacher), out, **{**kwargs, "benchmarks": ("humaneval",),
                                                     "backend": "no-such-backend"})
     assert set(one["benchmarks"]) == {"humaneval", "mbpp"}
-    assert one["benchmarks"]["mbpp"] == summary["benchmarks"]["mbpp"]
+    assert one["benchmarks"]["mbpp"] == again["benchmarks"]["mbpp"]
 
     with pytest.raises(EvaluationError, match="max_new_tokens"):
         evaluate_model(str(tiny_teacher), out, **{**kwargs, "max_new_tokens": 32})
