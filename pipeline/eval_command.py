@@ -25,12 +25,21 @@ from pipeline.models import resolve_model
 @click.option("--models-dir", default="models", show_default=True)
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Where HumanEval/MBPP live (default ../shared/data).")
+@click.option("--split", default="test", show_default=True,
+              help="MBPP split: test (11-510), validation (511-600), prompt (1-10), train.")
+@click.option("--template", default=None,
+              help="Ask through this prompt template (templates/prompts.json); default: the "
+                   "benchmark's words as the only user turn.")
+@click.option("--templates-file", default=None, type=click.Path(dir_okay=False),
+              help="Extra templates, as for teacher-cache.")
 def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_samples, temperature,
-                 max_new_tokens, models_dir, data_dir):
+                 max_new_tokens, models_dir, data_dir, split, template, templates_file):
     """HumanEval/MBPP pass@1 (and pass@k) of one model, generations and per-task results saved."""
+    from inference.templates import get_template
     from stages.evaluate import evaluate_model
 
     with user_errors():
+        prompt_template = get_template(template, templates_file) if template else None
         path = resolve_model(model, models_dir)
         meta = distill_run_meta(Path(path))
         role = role or ("distilled" if meta else "student")
@@ -38,7 +47,8 @@ def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_sampl
         summary = evaluate_model(path, out, benchmarks=benchmarks, mode=mode, backend=backend,
                                  limit=limit or None, n_samples=n_samples, temperature=temperature,
                                  max_new_tokens=max_new_tokens, role=role, meta=meta,
-                                 data_dir=Path(data_dir) if data_dir else None, progress=True)
+                                 data_dir=Path(data_dir) if data_dir else None, progress=True,
+                                 split=split, template=prompt_template)
     for name in benchmarks:
         scores = summary["benchmarks"][name]
         click.echo(f"{path} {name}: pass@1 = {100 * scores['pass@1']:.1f}% ({scores['n_tasks']} tasks)")

@@ -80,6 +80,10 @@ def test_distilling_the_student_lowers_heldout_fkl(topk_cache, tiny_student, tmp
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     final = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert final.config.use_cache  # training turns it off; the saved model must generate with it
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["steps"] == 12 and saved["eval"]["eval_fkl"] == evals[-1]["eval_fkl"]
+    assert saved["peak_memory_gib"] > 0 and "metrics" not in saved
     assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(run / "final")) == config["cache"]["tokenizer_fingerprint"]
     original = AutoModelForCausalLM.from_pretrained(tiny_student)
     assert not torch.equal(final.lm_head.weight, original.lm_head.weight)

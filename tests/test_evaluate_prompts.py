@@ -70,3 +70,20 @@ def test_completion_prompts(shared_data):
         build_prompt(mbpp, "completion")
     with pytest.raises(EvaluationError, match="mode"):
         build_prompt(mbpp, "chat")
+
+
+def test_instruct_prompt_through_a_teacher_template(shared_data):
+    from inference.templates import get_template
+
+    he = load_tasks("humaneval", data_dir=shared_data, limit=1)[0]
+    words = build_prompt(he, "instruct").messages[0]["content"]
+    assert build_prompt(he, "instruct", template=get_template("plain")).messages == (
+        {"role": "user", "content": words},)
+    enhanced = get_template("enhanced")
+    messages = build_prompt(he, "instruct", template=enhanced).messages
+    assert messages == ({"role": "system", "content": enhanced.system},
+                        {"role": "user", "content": words})
+    wrapped = build_prompt(he, "instruct", template=get_template("enhanced_user")).messages
+    assert len(wrapped) == 1 and wrapped[0]["content"].endswith("Task:\n" + words)
+    with pytest.raises(EvaluationError, match="instruct mode only"):
+        build_prompt(he, "completion", template=enhanced)

@@ -76,11 +76,13 @@ def save_hf_folder(model, state_dict: dict, tokenizer, out: Path, dtype: torch.d
         state_dict = {k: cast.setdefault(v.data_ptr(), v.to(dtype)) for k, v in state_dict.items()}
     model.save_pretrained(out, state_dict=state_dict)
     tokenizer.save_pretrained(out)
-    if dtype is not None:  # save_pretrained records the in-memory (float32) dtype
-        config_path = out / "config.json"
-        config = json.loads(config_path.read_text())
+    # save_pretrained records the in-memory state: float32, and use_cache off for training
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    config["use_cache"] = True
+    if dtype is not None:
         config["dtype"] = str(dtype).removeprefix("torch.")
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def load_trainer_state(checkpoint: Path) -> dict:

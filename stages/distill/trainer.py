@@ -11,6 +11,7 @@ fixed threads on a CPU, ends with the same weights as an uninterrupted run.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -36,6 +37,7 @@ from .rundir import prepare_run_dir, run_record
 from .student import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
 FINAL_DIR = "final"
+SUMMARY_FILE = "summary.json"
 TRAIN_STATS = ("loss", "fkl", "rkl", "head_weight", "top1_agreement", "ce", "teacher_topk_mass",
                "student_topk_mass")
 
@@ -172,15 +174,18 @@ def _train(config: DistillConfig, env) -> dict:
             plot_metrics(log.records, run_dir)
     distributed.barrier(env)
     counts = distributed.gather_objects(env, position.counts)
-    return {
+    summary = {
         "run_dir": str(run_dir), "final_dir": str(final_dir), "steps": step, "world": env.world,
-        "train": log.last("train"), "eval": log.last("eval"), "metrics": log.records,
+        "train": log.last("train"), "eval": log.last("eval"),
         "wall_time_s": time.perf_counter() - started,
         "train_time_s": elapsed_before + time.perf_counter() - started,
         "loader_wait_share": wait_total / step_total if step_total else 0.0,
         "peak_memory_gib": _peak_memory_gib(env.device),
         "data_counts": {k: sum(c.get(k, 0) for c in counts) for k in set().union(*counts)},
     }
+    if env.is_main:  # what a report needs without replaying the metrics (last call's wall time)
+        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return {**summary, "metrics": log.records}
 
 
 # ---- helpers, in the order the loop uses them ----

@@ -6,6 +6,9 @@ extracted afterwards (extract.py).
 completion: base-model prompting. HumanEval's prompt as is, stopped where a new top-level
 statement starts (the Codex paper's stops plus decorators and closing fences, as in the
 bigcode harness). MBPP in the paper's 3-shot [BEGIN]/[DONE] form (tasks 2, 3, 4).
+An instruct prompt may go through a teacher prompt template (inference/templates.py): the
+benchmark's words become the template's {instruction}, so a model can be scored under the
+same system message and wrapping that the teacher cache used.
 """
 from __future__ import annotations
 
@@ -36,8 +39,11 @@ class Prompt:
         return {"messages": list(self.messages)} if self.messages else {"text": self.text}
 
 
-def build_prompt(task: Task, mode: str, shots: list[Task] = ()) -> Prompt:
-    """The prompt for `task`; MBPP completion mode needs the few-shot `shots`."""
+def build_prompt(task: Task, mode: str, shots: list[Task] = (), template=None) -> Prompt:
+    """The prompt for `task`; MBPP completion mode needs the few-shot `shots`.
+
+    `template` (an inference.templates.PromptTemplate, instruct mode only) wraps the
+    benchmark's words; None asks them as the only user turn, as DESIGN.md measured."""
     if mode not in MODES:
         raise EvaluationError(f"unknown prompt mode {mode!r}; choose one of {', '.join(MODES)}")
     humaneval = task.benchmark == "humaneval"
@@ -46,7 +52,11 @@ def build_prompt(task: Task, mode: str, shots: list[Task] = ()) -> Prompt:
             content = HUMANEVAL_INSTRUCT.format(prompt=task.prompt)
         else:
             content = MBPP_INSTRUCT.format(text=task.prompt, tests="\n".join(task.test_list))
-        return Prompt(messages=({"role": "user", "content": content},))
+        if template is None:
+            return Prompt(messages=({"role": "user", "content": content},))
+        return Prompt(messages=tuple(template.messages(content)))
+    if template is not None:
+        raise EvaluationError("prompt templates apply to instruct mode only")
     if humaneval:
         return Prompt(text=task.prompt, stops=HUMANEVAL_STOPS)
     if not shots:

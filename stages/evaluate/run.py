@@ -29,7 +29,7 @@ ROLES = ("teacher", "student", "distilled")
 SUMMARY_KIND = "akd-eval"
 # Settings that change the answers: a saved generation is reused only if all of them match.
 _GENERATION_KEYS = ("model", "mode", "split", "task_ids", "max_new_tokens", "temperature",
-                    "n_samples", "seed")
+                    "n_samples", "seed", "template")
 
 
 def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"),
@@ -38,13 +38,16 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
                    role: str = "student", meta: dict | None = None,
                    data_dir: Path | None = None, split: str = "test", seed: int = 0,
                    max_model_len: int = 4096, dtype: str = "auto",
-                   limits: Limits | None = None, engine=None, progress: bool = False) -> dict:
+                   limits: Limits | None = None, engine=None, progress: bool = False,
+                   template=None) -> dict:
     """Scores of `model` (a local folder); writes the files above and returns summary.json.
 
     `engine` (an inference.Engine) is used instead of loading one; it is not closed here.
+    `template` (an inference.templates.PromptTemplate) wraps instruct prompts; None = plain.
     """
     _check_options(benchmarks, mode, role, n_samples, temperature)
     out_dir = Path(out_dir)
+    template_name = template.name if template is not None else None
     settings = GenerationSettings(max_new_tokens, temperature, n_samples, seed)
     sandbox = Sandbox(limits or Limits())
     owned = None
@@ -62,7 +65,7 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
 
     # All answers first, then the engine goes (its memory and cores), then the sandbox runs.
     plans = [_plan(name, model=model, mode=mode, split=split, limit=limit, data_dir=data_dir,
-                   settings=settings) for name in benchmarks]
+                   settings=settings, template=template) for name in benchmarks]
     try:
         answers = [_answers(plan, out_dir / plan.name, settings, get_engine) for plan in plans]
     finally:
@@ -77,23 +80,25 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
         "kind": SUMMARY_KIND, "version": 1, "model": model, "role": role, "meta": meta or {},
         "mode": mode, "backend": backend, "split": split, "limit": limit,
         "n_samples": n_samples, "temperature": temperature, "max_new_tokens": max_new_tokens,
-        "sandbox": _sandbox_info(sandbox),
+        "template": template_name, "sandbox": _sandbox_info(sandbox),
         "benchmarks": {**_earlier_benchmarks(out_dir / "summary.json", model, mode, split, n_samples,
-                                              temperature, max_new_tokens), **per_benchmark},
+                                              temperature, max_new_tokens, template_name),
+                       **per_benchmark},
     }
     _write_json(out_dir / "summary.json", summary)
     return summary
 
 
 def _earlier_benchmarks(path: Path, model: str, mode: str, split: str, n_samples: int,
-                        temperature: float, max_new_tokens: int) -> dict:
+                        temperature: float, max_new_tokens: int, template: str | None) -> dict:
     """Scores an earlier call saved in the same folder under the same settings, so that
     evaluating HumanEval and MBPP one at a time still yields one complete summary."""
     if not path.exists():
         return {}
     earlier = json.loads(path.read_text())
-    same = (model, mode, split, n_samples, temperature, max_new_tokens) == tuple(
-        earlier.get(key) for key in ("model", "mode", "split", "n_samples", "temperature", "max_new_tokens"))
+    keys = ("model", "mode", "split", "n_samples", "temperature", "max_new_tokens", "template")
+    same = (model, mode, split, n_samples, temperature, max_new_tokens, template) == tuple(
+        earlier.get(key) for key in keys)
     return earlier.get("benchmarks", {}) if same else {}
 
 
@@ -123,14 +128,14 @@ class _Plan:
 
 
 def _plan(name: str, *, model, mode, split, limit, data_dir,
-          settings: GenerationSettings) -> _Plan:
+          settings: GenerationSettings, template=None) -> _Plan:
     tasks = load_tasks(name, data_dir=data_dir, split=split, limit=limit)
     shots = mbpp_shots(data_dir) if name != "humaneval" and mode == "completion" else []
     wanted = {"model": model, "mode": mode, "split": split,
               "task_ids": [t.task_id for t in tasks], "max_new_tokens": settings.max_new_tokens,
               "temperature": settings.temperature, "n_samples": settings.n_samples,
-              "seed": settings.seed}
-    return _Plan(name, mode, tasks, [build_prompt(t, mode, shots) for t in tasks], wanted)
+              "seed": settings.seed, "template": template.to_dict() if template else None}
+    return _Plan(name, mode, tasks, [build_prompt(t, mode, shots, template) for t in tasks], wanted)
 
 
 def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_engine) -> list:
