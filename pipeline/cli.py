@@ -11,7 +11,9 @@ from pipeline.cache_commands import cache_group
 from pipeline.models import main as models_command
 from pipeline.distill_command import distill_command
 from pipeline.eval_command import eval_command, report_command
+from pipeline.experiment_command import experiment_group
 from pipeline.teacher_command import teacher_cache_command
+from pipeline.prune import prune_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,6 +27,8 @@ main.add_command(teacher_cache_command)
 main.add_command(distill_command)
 main.add_command(eval_command)
 main.add_command(report_command)
+main.add_command(prune_command)
+main.add_command(experiment_group)
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ def distill_command(cache_dir, students, losses, models_dir, runs_dir, **options
     """
     with user_errors():
         for student, loss in itertools.product(students, losses):
-            target = Path(runs_dir) / f"{_slug(student)}-{loss}"
+            target = Path(runs_dir) / f"{run_slug(student)}-{loss}"
             config = DistillConfig(cache_dir=cache_dir, student=resolve_model(student, models_dir),
                                    loss=loss, run_dir=str(target), **options)
             summary = train(config)
@@ -39,5 +39,6 @@ def distill_command(cache_dir, students, losses, models_dir, runs_dir, **options
                        f"metrics and plots in {target}")
 
 
-def _slug(spec: str) -> str:
+def run_slug(spec: str) -> str:
+    """The folder name a student's runs get: its last path part, made file-name safe."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name)

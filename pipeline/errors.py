@@ -8,13 +8,16 @@ import click
 from cache_schema import CacheError
 from inference import InferenceError
 from inference.templates import TemplateError
+from pipeline.experiment.config import ExperimentError
 from pipeline.models import ModelBuildError
+from pipeline.prune import PruneError
 from stages.distill.errors import DistillError
 from stages.evaluate.errors import EvaluationError
 from stages.teacher import TeacherConfigError
 
 FIXABLE_ERRORS = (CacheError, InferenceError, TemplateError, ModelBuildError, DistillError,
-                  EvaluationError, TeacherConfigError, FileNotFoundError)
+                  EvaluationError, TeacherConfigError, PruneError, ExperimentError,
+                  FileNotFoundError)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from pipeline.models import resolve_model
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="Where HumanEval/MBPP live (default ../shared/data).")
 @click.option("--split", default="test", show_default=True,
-              help="MBPP split: test (11-510), validation (511-600), prompt (1-10), train.")
+              help="MBPP split: test (11-510), validation (511-600), prompt (1-10), train, selection (1-10 + 511-600).")
 @click.option("--template", default=None,
               help="Ask through this prompt template (templates/prompts.json); default: the "
                    "benchmark's words as the only user turn.")

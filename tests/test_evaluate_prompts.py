@@ -14,6 +14,8 @@ def test_task_counts_and_splits(shared_data):
     assert len(test) == 500 and test[0].task_id == "Mbpp/11" and test[-1].task_id == "Mbpp/510"
     assert len(load_tasks("mbpp", data_dir=shared_data, split="validation")) == 90
     assert len(load_tasks("mbpp", data_dir=shared_data, split="train")) == 374
+    selection = [t.task_id for t in load_tasks("mbpp", data_dir=shared_data, split="selection")]
+    assert len(selection) == 100 and selection[9] == "Mbpp/10" and selection[10] == "Mbpp/511"
     assert len(load_tasks("mbpp_sanitized", data_dir=shared_data)) == 257
     assert [t.task_id for t in load_tasks("humaneval", data_dir=shared_data, limit=3)] == [
         "HumanEval/0", "HumanEval/1", "HumanEval/2"]

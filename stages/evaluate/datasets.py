@@ -24,7 +24,9 @@ CHECKSUMS = {
 }
 # MBPP's standard split by task id (Austin et al. 2021, upstream README).
 MBPP_SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": range(511, 601),
-               "train": range(601, 975)}
+               "train": range(601, 975),
+               # outside the test split: where choices (e.g. a teacher template) are made
+               "selection": (*range(1, 11), *range(511, 601))}
 MBPP_SHOT_IDS = (2, 3, 4)  # the paper's 3-shot examples
 
 

@@ -1,0 +1,99 @@
+"""What the experiment grid compares, in one record that is saved beside its outputs.
+
+List-valued settings are comma-separated strings so that every field is one CLI option
+(pipeline/dataclass_options.py) and one line of experiment.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_FILE = "experiment.json"
+PLAIN = "plain"
+
+
+class ExperimentError(ValueError):
+    """A setting or an output folder the grid cannot work with."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    out_dir: str = "experiments/default"
+    teacher: str = "qwen2.5-coder-1.5b-instruct"
+    student: str = "qwen2.5-coder-0.5b-instruct"
+    models_dir: str = "models"
+    dataset: str = "../shared/data/code_alpaca_2k.json"
+    # step 0: teacher templates compared on MBPP tasks outside the test split
+    templates: str = "plain,enhanced,enhanced_user,enhanced_explained"
+    templates_file: str = ""
+    selection_split: str = "selection"
+    # step 1: two caches of the same examples
+    n_examples: int = 1000
+    k: int = 20
+    cache_max_new_tokens: int = 384
+    # step 2: students; every run of one student size gets the same budget
+    enhanced_losses: str = "ce,fkl,rkl,akd"
+    plain_losses: str = "akd"
+    pruned_losses: str = "fkl,rkl,akd"
+    prune_every: int = 2
+    max_steps: int = 300
+    lr: float = 2e-6
+    seed: int = 0
+    distill_options: str = ""  # more `akd distill` options, e.g. "--max-batch-tokens 1024"
+    # step 3: evaluation
+    benchmarks: str = "humaneval,mbpp"
+    eval_limit: int = 0
+    eval_max_new_tokens: int = 512
+    backend: str = "vllm"
+
+    def __post_init__(self):
+        for name in ("templates", "enhanced_losses", "benchmarks"):
+            if not split_list(getattr(self, name)):
+                raise ExperimentError(f"--{name.replace('_', '-')} must name at least one value")
+        if PLAIN not in self.template_names or len(self.template_names) < 2:
+            raise ExperimentError(f"--templates must include {PLAIN!r} and at least one candidate "
+                                  f"enhanced template, got {self.templates!r}")
+        for name in ("n_examples", "k", "max_steps", "prune_every"):
+            if getattr(self, name) < 1:
+                raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1")
+
+    @property
+    def template_names(self) -> list[str]:
+        return split_list(self.templates)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out_dir)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def save_or_check_config(config: ExperimentConfig) -> None:
+    """The first run records its settings; a later run with other settings is refused, since
+    the outputs already made would silently mix two experiments."""
+    path = config.root / CONFIG_FILE
+    if not path.exists():
+        config.root.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        return
+    saved = json.loads(path.read_text())
+    changed = [f"{key}: the grid in place has {saved.get(key)!r}, this command has {value!r}"
+               for key, value in config.to_dict().items() if saved.get(key) != value]
+    if changed:
+        raise ExperimentError(f"{path}: {changed[0]}" + (f" (and {len(changed) - 1} more)"
+                              if len(changed) > 1 else "") + "; use another --out-dir or delete it")
+
+
+def load_config(out_dir) -> ExperimentConfig:
+    path = Path(out_dir) / CONFIG_FILE
+    if not path.exists():
+        raise ExperimentError(f"{path} does not exist: no experiment has been started in {out_dir}")
+    fields = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    return ExperimentConfig(**{k: v for k, v in json.loads(path.read_text()).items() if k in fields})

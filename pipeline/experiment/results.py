@@ -1,0 +1,50 @@
+"""Reads what the grid's steps left on disk: evaluation summaries, per-task outcomes,
+training metrics. Everything the report shows comes through here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.experiment.config import ExperimentError
+
+
+def load_summary(eval_dir: Path) -> dict:
+    path = Path(eval_dir) / "summary.json"
+    if not path.exists():
+        raise ExperimentError(f"{path} is missing: that evaluation has not finished")
+    return json.loads(path.read_text())
+
+
+def load_passes(eval_dir: Path, benchmark: str) -> dict[str, bool]:
+    """task id -> whether its first (greedy) answer passed, for paired comparisons."""
+    path = Path(eval_dir) / benchmark / "results.jsonl"
+    if not path.exists():
+        raise ExperimentError(f"{path} is missing: that evaluation has not finished")
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {row["task_id"]: row["statuses"][0] == "passed" for row in rows}
+
+
+def load_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def heldout_fidelity(run_dir: Path) -> dict | None:
+    """The held-out token metrics before training (the original student) and after."""
+    evals = [r for r in load_metrics(run_dir) if r.get("split") == "eval"]
+    if not evals:
+        return None
+    keys = ("eval_fkl", "eval_rkl", "eval_top1_agreement", "eval_nll")
+    first, last = evals[0], evals[-1]
+    return {"tokens": last.get("eval_tokens"), "first_step": first["step"], "last_step": last["step"],
+            "before": {k.removeprefix("eval_"): first.get(k) for k in keys},
+            "after": {k.removeprefix("eval_"): last.get(k) for k in keys}}
+
+
+def run_summary(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,103 @@
+"""Paired bootstrap and McNemar's exact test against hand-computed values."""
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.experiment.stats import binomial_two_sided_p, compare, mcnemar, paired_bootstrap
+
+
+def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
+    """'1101' -> {'t0': True, 't1': True, 't2': False, 't3': True}."""
+    return {f"{prefix}{i}": c == "1" for i, c in enumerate(pattern)}
+
+
+def discordant(only_a: int, only_b: int, both: int = 5, neither: int = 3):
+    """Two score dicts with the given discordant counts (plus some concordant tasks)."""
+    a = "1" * only_a + "0" * only_b + "1" * both + "0" * neither
+    b = "0" * only_a + "1" * only_b + "1" * both + "0" * neither
+    return scores(a), scores(b)
+
+
+def test_mcnemar_matches_the_exact_binomial_by_hand():
+    result = mcnemar(*discordant(10, 2))
+    # 2 * P(X <= 2 | n=12, p=1/2) = 2 * (1 + 12 + 66) / 4096
+    assert result == {"only_a": 10, "only_b": 2, "p_value": pytest.approx(2 * 79 / 4096, abs=1e-12),
+                      "n_tasks": 20}
+    assert result["p_value"] == pytest.approx(0.0385742, abs=1e-6)
+    assert mcnemar(*discordant(3, 0))["p_value"] == pytest.approx(2 / 8)  # 2 * (1/2)^3
+    assert mcnemar(*discordant(5, 5))["p_value"] == 1.0  # 2 * P(X <= 5 | 10) > 1, capped
+    assert binomial_two_sided_p(1, 4) == pytest.approx(2 * 5 / 16)
+
+
+def test_mcnemar_is_symmetric_and_ignores_concordant_tasks():
+    a, b = discordant(7, 1, both=2, neither=0)
+    forward, backward = mcnemar(a, b), mcnemar(b, a)
+    assert (forward["only_a"], forward["only_b"]) == (backward["only_b"], backward["only_a"]) == (7, 1)
+    assert forward["p_value"] == backward["p_value"]
+    more_concordant = mcnemar(*discordant(7, 1, both=40, neither=40))
+    assert more_concordant["p_value"] == forward["p_value"]
+
+
+def test_identical_results_mean_no_difference():
+    a = scores("1100101110")
+    boot, exact = paired_bootstrap(a, dict(a)), mcnemar(a, dict(a))
+    assert boot["diff"] == boot["ci_low"] == boot["ci_high"] == 0.0 and boot["p_value"] == 1.0
+    assert exact == {"only_a": 0, "only_b": 0, "p_value": 1.0, "n_tasks": 10}
+    assert compare(a, a)["verdict"] == "no significant difference (p=1)"
+
+
+def test_bootstrap_ci_holds_the_observed_diff_and_is_seeded():
+    a, b = discordant(6, 3, both=20, neither=11)
+    first = paired_bootstrap(a, b, n_resamples=3000, seed=7)
+    assert first["diff"] == pytest.approx(3 / 40) and first["n_tasks"] == 40
+    assert first["ci_low"] < first["diff"] < first["ci_high"]
+    assert first["ci_low"] < 0 < first["ci_high"]  # a 3-task edge on 40 tasks is noise
+    assert 0.05 < first["p_value"] <= 1
+    assert paired_bootstrap(a, b, n_resamples=3000, seed=7) == first
+    assert paired_bootstrap(a, b, n_resamples=3000, seed=8) != first
+    narrower = paired_bootstrap(a, b, n_resamples=3000, seed=7, confidence=0.5)
+    assert first["ci_low"] < narrower["ci_low"] <= narrower["ci_high"] < first["ci_high"]
+
+
+def test_bootstrap_ci_matches_the_normal_approximation():
+    # 200 tasks: A alone passes 40, B alone 20. The per-task difference has mean 0.1 and
+    # standard deviation sqrt(0.3 - 0.01); the 95% CI is about 0.1 +- 1.96 * sd / sqrt(200).
+    a, b = discordant(40, 20, both=70, neither=70)
+    result = paired_bootstrap(a, b, n_resamples=20000, seed=0)
+    half_width = 1.96 * math.sqrt(0.3 - 0.01) / math.sqrt(200)
+    assert result["ci_low"] == pytest.approx(0.1 - half_width, abs=0.01)
+    assert result["ci_high"] == pytest.approx(0.1 + half_width, abs=0.01)
+
+
+def test_a_large_true_difference_is_significant_both_ways():
+    rng = np.random.default_rng(1)
+    strong = rng.random(300) < 0.7
+    weak = strong & (rng.random(300) < 0.6)  # B fails about 40% of what A passes
+    a = {f"HumanEval/{i}": bool(v) for i, v in enumerate(strong)}
+    b = {f"HumanEval/{i}": bool(v) for i, v in enumerate(weak)}
+    result = compare(a, b, names=("akd", "kd"))
+    assert result["diff"] > 0.2 and result["ci_low"] > 0
+    assert result["bootstrap_p_value"] < 0.01 and result["mcnemar_p_value"] < 0.01
+    assert result["only_b"] == 0 and result["verdict"].startswith("akd better (p=")
+    assert compare(b, a, names=("akd", "kd"))["verdict"].startswith("kd better (p=")
+    assert result["pass_rate_a"] - result["pass_rate_b"] == pytest.approx(result["diff"])
+
+
+def test_compare_verdict_uses_mcnemar_at_alpha():
+    a, b = discordant(10, 2)
+    assert compare(a, b)["verdict"] == "A better (p=0.039)"
+    assert compare(b, a)["verdict"] == "B better (p=0.039)"
+    assert compare(a, b, alpha=0.01)["verdict"] == "no significant difference (p=0.039)"
+
+
+def test_mismatched_tasks_raise_with_counts():
+    a, b = scores("1101"), scores("110")
+    with pytest.raises(ValueError, match="1 task ids only in a, 0 only in b"):
+        paired_bootstrap(a, b)
+    with pytest.raises(ValueError, match="0 task ids only in a, 2 only in b"):
+        mcnemar(scores("11"), {**scores("11"), **scores("01", prefix="x")})
+    with pytest.raises(ValueError, match="at least one task"):
+        compare({}, {})
+    with pytest.raises(ValueError, match=r"a\['t1'\] is 0.5, not pass/fail"):
+        mcnemar({"t0": True, "t1": 0.5}, {"t0": True, "t1": False})
