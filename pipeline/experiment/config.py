@@ -38,7 +38,7 @@ class ExperimentConfig:
     plain_losses: str = "akd"
     pruned_losses: str = "fkl,rkl,akd"
     prune_every: int = 2
-    max_steps: int = 300
+    max_steps: int = 200
     lr: float = 2e-6
     seed: int = 0
     distill_options: str = ""  # more `akd distill` options, e.g. "--max-batch-tokens 1024"
