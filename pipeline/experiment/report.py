@@ -33,6 +33,8 @@ def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
     if "eval-teacher" in summaries:
         table = accuracy_table([summary for name, summary in summaries.items()
                                 if name != "eval-teacher-enhanced"])
+        for row in table:  # the cache's folder name (enhanced, plain) reads better than its path
+            row["cache"] = Path(row["cache"]).name if row["cache"] else None
     report = {
         "config": config.to_dict(),
         "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),

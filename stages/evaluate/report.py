@@ -19,7 +19,7 @@ DEFINITIONS = (
     "loss: 100% closes the whole gap to the teacher, 0 changes nothing, negative is worse; the "
     "references are the original student and the best run of each other loss on the same cache.")
 REPORT_BENCHMARKS = ("humaneval", "mbpp")
-LOSS_NAMES = {"fkl": "KD", "rkl": "RKD", "akd": "AKD"}
+LOSS_NAMES = {"ce": "CE", "fkl": "KD", "rkl": "RKD", "akd": "AKD"}
 
 
 def find_summaries(runs_dir: Path) -> list[dict]:
