@@ -15,6 +15,7 @@ HELPS = {
     "enhanced_losses": "Losses trained on the enhanced cache (comma-separated).",
     "plain_losses": "Losses trained on the plain cache (empty: no plain cache).",
     "pruned_losses": "Losses for the depth-pruned student (empty: no pruned student).",
+    "pruned_lr": "The pruned student's lr (it starts broken and needs a larger step).",
     "distill_options": "Extra `akd distill` options, e.g. '--max-batch-tokens 1024'.",
     "eval_limit": "Only the first N tasks of each benchmark (0 = all).",
 }

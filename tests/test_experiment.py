@@ -23,7 +23,7 @@ def _option(args: list[str], name: str) -> str:
 
 
 def test_plan_orders_the_grid_and_gives_every_student_the_same_budget(tmp_path):
-    config = ExperimentConfig(out_dir=str(tmp_path), max_steps=77, lr=3e-6, seed=5)
+    config = ExperimentConfig(out_dir=str(tmp_path), max_steps=77, lr=3e-6, pruned_lr=4e-5, seed=5)
     steps = build_plan(config)
     names = [s.name for s in steps]
     assert names[:5] == ["select-plain", "select-enhanced", "select-enhanced_user",
@@ -46,8 +46,13 @@ def test_plan_orders_the_grid_and_gives_every_student_the_same_budget(tmp_path):
     assert _option(command["cache-enhanced"], "--limit") == _option(command["cache-plain"], "--limit") == "1000"
     trains = [s.command() for s in steps if s.kind == "train"]
     assert len(trains) == 8
-    assert {(_option(t, "--max-steps"), _option(t, "--lr"), _option(t, "--seed")) for t in trains} == {
+    full = [t for t in trains if not _option(t, "--student").endswith("-half")]
+    half = [t for t in trains if _option(t, "--student").endswith("-half")]
+    assert len(full) == 5 and len(half) == 3  # one budget per student size
+    assert {(_option(t, "--max-steps"), _option(t, "--lr"), _option(t, "--seed")) for t in full} == {
         ("77", "3e-06", "5")}
+    assert {(_option(t, "--max-steps"), _option(t, "--lr"), _option(t, "--seed")) for t in half} == {
+        ("77", "4e-05", "5")}
     evals = [s for s in steps if s.kind == "eval"]
     assert all(_option(s.command(), "--split") == "test" for s in evals)
     selection = [s.command() for s in steps if s.kind == "select"]
@@ -64,6 +69,13 @@ def test_settings_are_checked_and_a_changed_grid_is_refused(tmp_path):
     save_or_check_config(ExperimentConfig(out_dir=str(tmp_path)))  # same settings: fine
     with pytest.raises(ExperimentError, match="lr: the grid in place has 2e-06, this command has 1e-05"):
         save_or_check_config(ExperimentConfig(out_dir=str(tmp_path), lr=1e-5))
+    # a setting added after the grid started reads as its default there
+    saved = json.loads((tmp_path / "experiment.json").read_text())
+    del saved["pruned_lr"]
+    (tmp_path / "experiment.json").write_text(json.dumps(saved))
+    save_or_check_config(ExperimentConfig(out_dir=str(tmp_path)))
+    with pytest.raises(ExperimentError, match="pruned_lr"):
+        save_or_check_config(ExperimentConfig(out_dir=str(tmp_path), pruned_lr=1e-3))
 
 
 def _fake_selection(root: Path, template: str, passed: list[bool]) -> None:

@@ -38,6 +38,9 @@ class ExperimentConfig:
     plain_losses: str = "akd"
     pruned_losses: str = "fkl,rkl,akd"
     prune_every: int = 2
+    # a half-depth student starts broken (it babbles); healing it needs a far larger step
+    # than fine-tuning an intact one, so its runs share their own lr
+    pruned_lr: float = 5e-5
     max_steps: int = 200
     lr: float = 2e-6
     seed: int = 0
@@ -83,7 +86,8 @@ def save_or_check_config(config: ExperimentConfig) -> None:
         config.root.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
         return
-    saved = json.loads(path.read_text())
+    defaults = ExperimentConfig(out_dir=config.out_dir).to_dict()
+    saved = {**defaults, **json.loads(path.read_text())}  # settings added since keep their default
     changed = [f"{key}: the grid in place has {saved.get(key)!r}, this command has {value!r}"
                for key, value in config.to_dict().items() if saved.get(key) != value]
     if changed:

@@ -55,7 +55,7 @@ def build_plan(config: ExperimentConfig) -> list[Step]:
     steps.append(_cache_step(config, ENHANCED, chosen, needs=("choose-template",)))
     steps.append(_eval_step(config, "eval-student", config.student, root / "evals" / "student",
                             meta={"role": "student", "model": student}))
-    steps += _student_steps(config, ENHANCED, config.student, split_list(config.enhanced_losses))
+    steps += _student_steps(config, ENHANCED, config.student, split_list(config.enhanced_losses), config.lr)
     steps.append(_eval_step(config, "eval-teacher", config.teacher, root / "evals" / "teacher",
                             meta={"role": "teacher", "template": PLAIN}))
     steps.append(_eval_step(config, "eval-teacher-enhanced", config.teacher,
@@ -64,7 +64,8 @@ def build_plan(config: ExperimentConfig) -> list[Step]:
     # the prompt-enhancement effect: the same student and loss on the plain cache
     if split_list(config.plain_losses):
         steps.append(_cache_step(config, PLAIN_CACHE, lambda: PLAIN))
-        steps += _student_steps(config, PLAIN_CACHE, config.student, split_list(config.plain_losses))
+        steps += _student_steps(config, PLAIN_CACHE, config.student, split_list(config.plain_losses),
+                                config.lr)
     # one cache, two sizes: the depth-pruned student
     if split_list(config.pruned_losses):
         steps.append(Step("prune-student", "prune", pruned_dir,
@@ -76,7 +77,7 @@ def build_plan(config: ExperimentConfig) -> list[Step]:
                                 root / "evals" / "student-pruned", needs=("prune-student",),
                                 meta={"role": "student", "model": pruned_dir.name}))
         steps += _student_steps(config, ENHANCED, str(pruned_dir), split_list(config.pruned_losses),
-                                needs=("prune-student",))
+                                config.pruned_lr, needs=("prune-student",))
     return steps
 
 
@@ -96,7 +97,7 @@ def _cache_step(config: ExperimentConfig, name: str, template: Callable[[], str]
 
 
 def _student_steps(config: ExperimentConfig, cache: str, student: str, losses: list[str],
-                   needs: tuple[str, ...] = ()) -> list[Step]:
+                   lr: float, needs: tuple[str, ...] = ()) -> list[Step]:
     """Train each loss, then score it: same examples, order, steps, schedule and seed."""
     steps = []
     cache_dir = config.root / "caches" / cache
@@ -111,7 +112,7 @@ def _student_steps(config: ExperimentConfig, cache: str, student: str, losses: l
             command=lambda loss=loss: ["distill", "--cache", str(cache_dir), "--student", student,
                                        "--loss", loss, "--models-dir", config.models_dir,
                                        "--runs-dir", str(runs_dir), "--max-steps", str(config.max_steps),
-                                       "--lr", str(config.lr), "--seed", str(config.seed),
+                                       "--lr", str(lr), "--seed", str(config.seed),
                                        "--no-progress", *config.distill_options.split()],
             verify=lambda run_dir=run_dir: _run_is_whole(run_dir, config.max_steps), meta=meta))
         steps.append(_eval_step(config, f"eval-{name}", str(run_dir / "final"),

@@ -38,7 +38,8 @@ def _settings(config: dict) -> list[str]:
             f"Teacher `{config['teacher']}`, student `{config['student']}` (and its depth-pruned "
             f"half, every {config['prune_every']}nd layer kept), {config['n_examples']} examples of "
             f"`{config['dataset']}`, top-{config['k']} cache, {config['max_steps']} training steps "
-            f"per student at lr {config['lr']} (seed {config['seed']}; options: "
+            f"per student at lr {config['lr']} (the pruned student: {config.get('pruned_lr')}; "
+            f"seed {config['seed']}; options: "
             f"`{config['distill_options'] or 'defaults'}`), evaluation on {config['benchmarks']} "
             f"(greedy pass@1, {config['eval_max_new_tokens']} new tokens"
             + (f", first {config['eval_limit']} tasks only" if config["eval_limit"] else "") + ").", ""]
