@@ -26,14 +26,14 @@ class DistillConfig:
     cache_dir: str = ""
     run_dir: str = "runs/distill"
     student: str = DEFAULT_STUDENT  # Hub id or HF folder
-    # loss (see stages/distill/losses)
-    loss: str = "akd"
-    mu: float = 0.5
-    alpha: float = 0.1
-    beta: float = 0.5
-    ce_weight: float = 0.0
-    temperature: float = 1.0
-    loss_chunk_size: int = 256
+    # loss (see stages/distill/losses): flat for the CLI, defaults owned by LossConfig
+    loss: str = LossConfig.kind
+    mu: float = LossConfig.mu
+    alpha: float = LossConfig.alpha
+    beta: float = LossConfig.beta
+    ce_weight: float = LossConfig.ce_weight
+    temperature: float = LossConfig.temperature
+    loss_chunk_size: int = LossConfig.chunk_size
     # optimisation
     max_steps: int = 150
     # 2e-5 took the 0.5B student from 55.5% to 18.9% HumanEval (2 examples per step, AdamW
