@@ -87,3 +87,24 @@ def test_a_run_killed_twice_ends_with_the_weights_of_an_uninterrupted_run(tiny_s
               for run in (straight, killed)]
     assert states[1]["data"] == states[0]["data"] and states[1]["data"][0]["epoch"] >= 1  # crossed epochs
     assert torch.equal(states[1]["rng"][0]["torch"], states[0]["rng"][0]["torch"])  # RNG continued too
+
+
+def test_a_save_that_fills_the_disk_fails_in_one_line_and_keeps_the_previous_copy(tmp_path, monkeypatch):
+    from stages.distill import checkpoint
+    from stages.distill.errors import SaveError
+
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "model.safetensors").write_bytes(b"previous weights")
+
+    def fill_the_disk(model, state_dict, tokenizer, out, dtype=None):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.safetensors").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_hf_folder", fill_the_disk)
+    with pytest.raises(SaveError, match=r"could not write .*final .*No space left on device.*GiB free") as caught:
+        checkpoint.save_final(final, None, {}, None, torch.bfloat16)
+    assert "\n" not in str(caught.value)
+    assert (final / "model.safetensors").read_bytes() == b"previous weights"
+    assert not list(tmp_path.glob(".tmp-*")), "the half-written copy was left behind"

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from cache_schema.manifest import fsync_dir
+
+from .errors import SaveError
 
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
@@ -110,7 +113,14 @@ def _atomic_dir(final: Path, write) -> Path:
     tmp = final.with_name(f".tmp-{final.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write(tmp)
+    try:
+        write(tmp)
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch reports a full disk as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)  # the half-written copy would only take more space
+        free_gib = shutil.disk_usage(final.parent).free / 2**30
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise SaveError(f"could not write {final} ({reason}); {free_gib:.1f} GiB free there. Anything saved "
+                        f"before is intact: free space and rerun the same command to resume") from None
     for path in tmp.rglob("*"):
         if path.is_file():
             with open(path, "rb") as fh:

@@ -15,3 +15,7 @@ class TokenizerMismatchError(DistillError):
 
 class NonFiniteLossError(DistillError):
     """The loss or gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+class SaveError(DistillError):
+    """A checkpoint or the final model could not be written (most often: the disk is full)."""
