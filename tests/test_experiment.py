@@ -178,6 +178,10 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
     assert {r["run"] for r in report["fidelity"]} == {
         "enhanced-student-ce", "enhanced-student-akd", "plain-student-akd", "enhanced-student-half-akd"}
     assert report["selection"]["chosen"] == "enhanced"
+    assert not list((out / "runs").glob("*/*/checkpoints")), "a finished run kept its resume checkpoint"
+    assert len(list((out / "runs").glob("*/*/final/config.json"))) == 4
+    attempts = {row["step"]: row["attempts"] for row in report["costs"]}
+    assert attempts["eval-enhanced-student-ce"] == 2 and attempts["eval-teacher"] == 1
     assert len(report["commands"]) == 17  # every step but the in-process choice
     markdown = (results / "report.md").read_text()
     assert "Partial report" not in markdown and "## Are the differences real?" in markdown

@@ -30,6 +30,9 @@ class Step:
     action: Callable[[], None] | None = None  # in-process work (choose) instead of a command
     verify: Callable[[], bool] = field(default=lambda: True)  # the output is whole and usable
     meta: dict = field(default_factory=dict)  # what the report needs to place the result
+    # what may go once the output verifies; a 0.5B run's resume checkpoint is ~8 GiB, and
+    # eight of them overfill this machine's disk
+    disposable: tuple[Path, ...] = ()
 
 
 def build_plan(config: ExperimentConfig) -> list[Step]:
@@ -114,7 +117,8 @@ def _student_steps(config: ExperimentConfig, cache: str, student: str, losses: l
                                        "--runs-dir", str(runs_dir), "--max-steps", str(config.max_steps),
                                        "--lr", str(lr), "--seed", str(config.seed),
                                        "--no-progress", *config.distill_options.split()],
-            verify=lambda run_dir=run_dir: _run_is_whole(run_dir, config.max_steps), meta=meta))
+            verify=lambda run_dir=run_dir: _run_is_whole(run_dir, config.max_steps), meta=meta,
+            disposable=(run_dir / "checkpoints",)))
         steps.append(_eval_step(config, f"eval-{name}", str(run_dir / "final"),
                                 config.root / "evals" / name, needs=(f"train-{name}",),
                                 meta={"role": "distilled", **meta}))

@@ -138,7 +138,7 @@ def _costs(root: Path, steps) -> list[dict]:
         if not record or record.get("status") != "done":
             continue
         row = {"step": step.name, "kind": step.kind, "wall_s": record.get("wall_s"),
-               "peak_rss_gib": record.get("peak_rss_gib")}
+               "peak_rss_gib": record.get("peak_rss_gib"), "attempts": _attempts(root, step.name)}
         if step.kind == "train" and (summary := run_summary(step.output)):
             row.update(train_time_s=round(summary["train_time_s"], 1),
                        trainer_peak_gib=round(summary["peak_memory_gib"], 2),
@@ -148,6 +148,16 @@ def _costs(root: Path, steps) -> list[dict]:
             row.update(rows=totals.get("rows"), response_tokens=totals.get("response_tokens"))
         rows.append(row)
     return rows
+
+
+def _attempts(root: Path, name: str) -> int:
+    """How many times the step's command was started: the runner heads each start in its log.
+    A resumed step's record holds only the last attempt's wall time."""
+    log = root / "logs" / f"{name}.log"
+    if not log.exists():
+        return 1
+    with open(log, "rb") as f:
+        return max(1, sum(line.startswith(b"==== ") for line in f))
 
 
 def _software() -> dict:

@@ -12,6 +12,7 @@ import ctypes
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,9 @@ def _run_step(root: Path, step: Step, echo) -> str:
     else:
         code, peak = _run_command(args, root / "logs" / f"{step.name}.log")
     ok = code == 0 and step.verify()
+    if ok:
+        for path in step.disposable:
+            shutil.rmtree(path, ignore_errors=True)
     record.update(status="done" if ok else "failed", returncode=code, finished=_now(),
                   wall_s=round(time.perf_counter() - started, 1), peak_rss_gib=peak)
     _write_record(root, record)
