@@ -118,7 +118,7 @@ def _costs(rows: list[dict]) -> list[str]:
         elif row.get("response_tokens"):
             notes = f"{row['rows']} examples, {row['response_tokens']} teacher tokens"
         if row.get("attempts", 1) > 1:
-            notes += f"{'; ' if notes else ''}resumed: attempt {row['attempts']}, wall of the last one only"
+            notes += f"{'; ' if notes else ''}attempt {row['attempts']} (an earlier one was stopped); wall of the last attempt only"
         peak = f"{row['peak_rss_gib']:.1f} GiB" if row.get("peak_rss_gib") else "-"
         if "trainer_peak_gib" in row:
             peak += f" ({row['trainer_peak_gib']:.1f})"
