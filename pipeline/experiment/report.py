@@ -35,6 +35,8 @@ def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
                                 if name != "eval-teacher-enhanced"])
         for row in table:  # the cache's folder name (enhanced, plain) reads better than its path
             row["cache"] = Path(row["cache"]).name if row["cache"] else None
+        plan_order = {_label(s): i for i, s in enumerate(steps)}  # groups each student size's runs
+        table.sort(key=lambda row: (row["role"] != "teacher", plan_order.get(row["name"], len(plan_order))))
     report = {
         "config": config.to_dict(),
         "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),

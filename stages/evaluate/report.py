@@ -17,7 +17,8 @@ DEFINITIONS = (
     "its mean averages the HumanEval and MBPP losses (DESIGN.md). "
     "Reduction of accuracy loss against a reference run = (L_ref - L_run) / L_ref on the mean "
     "loss: 100% closes the whole gap to the teacher, 0 changes nothing, negative is worse; the "
-    "references are the original student and the best run of each other loss on the same cache.")
+    "references are the run's original student (the one it started from) and the best run of "
+    "each other loss from the same student on the same cache.")
 REPORT_BENCHMARKS = ("humaneval", "mbpp")
 LOSS_NAMES = {"ce": "CE", "fkl": "KD", "rkl": "RKD", "akd": "AKD"}
 
