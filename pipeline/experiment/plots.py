@@ -33,8 +33,10 @@ def plot_training(runs: dict[str, list[dict]], out_dir: Path, smooth: int = 20) 
                 head_ax.plot(steps, _moving_average([r["head_weight"] for r in train], smooth), label=name)
         if evals:
             eval_ax.plot([r["step"] for r in evals], [r["eval_fkl"] for r in evals], marker="o", label=name)
-    train_ax.set(title=f"train loss (own objective, moving average of {smooth})", xlabel="step")
-    eval_ax.set(title="held-out FKL(teacher || student)", xlabel="step")
+    train_ax.set(title=f"train loss (own objective, moving average of {smooth}), log scale", xlabel="step")
+    # log scales: the pruned student starts ~50x further from the teacher than the full one
+    train_ax.set_yscale("log")
+    eval_ax.set(title="held-out FKL(teacher || student), log scale", xlabel="step", yscale="log")
     head_ax.set(title="AKD head weight w (moving average)", xlabel="step", ylim=(0, 1))
     for ax in (train_ax, eval_ax, head_ax):
         ax.grid(alpha=0.3)
