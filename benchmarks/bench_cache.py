@@ -31,7 +31,7 @@ from cache_schema import DEFAULT_ENCODING, PAD_ID, CacheReader, CacheWriter, Cac
 from cache_schema.encoding import get_encoding  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATASET = REPO.parent / "shared" / "data" / "code_alpaca_2k.json"
+DATASET = REPO / "data" / "code_alpaca_2k.json"
 P_FLOOR = 1e-3  # the fidelity bound holds for entries with p >= P_FLOOR
 ENCODINGS = (
     "int32-f16",

@@ -26,7 +26,7 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DEFAULT_MODEL = ROOT / "models" / "qwen2.5-coder-1.5b-instruct"
-DATASET = ROOT.parent / "shared" / "data" / "code_alpaca_2k.json"
+DATASET = ROOT / "data" / "code_alpaca_2k.json"
 
 
 def load_instructions(count: int) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """Model-running helpers shared by the teacher and evaluation stages.
 
 Token-id prompts in, token ids (and optionally the teacher's raw top-k log-probs) out,
-from vLLM or transformers with the same results. Prompt templates (templates/prompts.json)
+from vLLM or transformers with the same results. Prompt templates (inference/prompts.json)
 are applied here too. Imports neither stages nor pipeline.
 """
 from .chat import render_prompt

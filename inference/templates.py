@@ -1,4 +1,4 @@
-"""Prompt templates are data (templates/prompts.json); this module loads and applies them.
+"""Prompt templates are data (inference/prompts.json); this module loads and applies them.
 
 A template turns a dataset row (instruction, optional input) into chat messages:
 {name, description, system: str | null, user: str with {instruction} and {input_block},
@@ -8,13 +8,15 @@ Users add their own with a --templates-file of the same shape; a name defined th
 from __future__ import annotations
 
 import json
+from importlib import resources
 import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .chat import render_prompt
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parents[1] / "templates" / "prompts.json"
+# Package data, so a non-editable install finds it (a plain Path for an unzipped install).
+BUILTIN_TEMPLATES = Path(str(resources.files("inference") / "prompts.json"))
 DEFAULT_INPUT_FORMAT = "\n\nInput:\n{input}"
 _USER_FIELDS = {"instruction", "input_block"}
 _KEYS = {"name", "description", "system", "user", "input_format"}

@@ -24,11 +24,11 @@ from pipeline.models import resolve_model
 @click.option("--max-new-tokens", default=512, show_default=True)
 @click.option("--models-dir", default="models", show_default=True)
 @click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Where HumanEval/MBPP live (default ../shared/data).")
+              help="Where HumanEval/MBPP live (default: the data akd ships, akd_data).")
 @click.option("--split", default="test", show_default=True,
               help="MBPP split: test (11-510), validation (511-600), prompt (1-10), train, selection (1-10 + 511-600).")
 @click.option("--template", default=None,
-              help="Ask through this prompt template (templates/prompts.json); default: the "
+              help="Ask through this prompt template (inference/prompts.json); default: the "
                    "benchmark's words as the only user turn.")
 @click.option("--templates-file", default=None, type=click.Path(dir_okay=False),
               help="Extra templates, as for teacher-cache.")

@@ -24,7 +24,7 @@ from pipeline.models import resolve_model
 @click.option("--teacher-template", default="enhanced", show_default=True)
 @click.option("--student-template", default="plain", show_default=True)
 @click.option("--templates-file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Extra prompt templates (JSON), added to templates/prompts.json.")
+              help="Extra prompt templates (JSON), added to inference/prompts.json.")
 @click.option("--backend", type=click.Choice(["vllm", "hf"]), default="vllm", show_default=True)
 @click.option("--temperature", default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--top-p", default=1.0, show_default=True)

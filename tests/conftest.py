@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import build_tiny_pair  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+DATA_DIR = REPO_ROOT / "data"
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +27,6 @@ def tiny_student(tiny_models):
 
 
 @pytest.fixture(scope="session")
-def shared_data():
-    if not SHARED_DATA.exists():
-        pytest.skip(f"{SHARED_DATA} is missing")
-    return SHARED_DATA
+def data_dir():
+    """The data akd ships (data/): HumanEval, MBPP, CodeAlpaca-2k."""
+    return DATA_DIR

@@ -20,9 +20,9 @@ def _wrong_humaneval(task):
     return task.prompt + "    return None\n"
 
 
-def test_a_few_references_pass_and_wrong_answers_fail(sandbox, shared_data):
-    he = load_tasks("humaneval", data_dir=shared_data, limit=3)
-    mbpp = load_tasks("mbpp", data_dir=shared_data, limit=3)
+def test_a_few_references_pass_and_wrong_answers_fail(sandbox, data_dir):
+    he = load_tasks("humaneval", data_dir=data_dir, limit=3)
+    mbpp = load_tasks("mbpp", data_dir=data_dir, limit=3)
     assert set(_statuses(sandbox, he + mbpp, [t.reference for t in he + mbpp]).values()) == {
         "passed"}
     wrong = [_wrong_humaneval(t) for t in he] + [mbpp[1].reference, mbpp[2].reference,
@@ -31,8 +31,8 @@ def test_a_few_references_pass_and_wrong_answers_fail(sandbox, shared_data):
 
 
 @pytest.mark.slow
-def test_every_humaneval_reference_passes_and_a_stub_fails(sandbox, shared_data):
-    tasks = load_tasks("humaneval", data_dir=shared_data)
+def test_every_humaneval_reference_passes_and_a_stub_fails(sandbox, data_dir):
+    tasks = load_tasks("humaneval", data_dir=data_dir)
     passed = _statuses(sandbox, tasks, [t.reference for t in tasks])
     assert [k for k, v in passed.items() if v != "passed"] == []
     assert len(passed) == 164
@@ -41,8 +41,8 @@ def test_every_humaneval_reference_passes_and_a_stub_fails(sandbox, shared_data)
 
 
 @pytest.mark.slow
-def test_every_mbpp_test_reference_passes_and_a_neighbours_fails(sandbox, shared_data):
-    tasks = load_tasks("mbpp", data_dir=shared_data)
+def test_every_mbpp_test_reference_passes_and_a_neighbours_fails(sandbox, data_dir):
+    tasks = load_tasks("mbpp", data_dir=data_dir)
     passed = _statuses(sandbox, tasks, [t.reference for t in tasks])
     assert [k for k, v in passed.items() if v != "passed"] == []
     assert len(passed) == 500

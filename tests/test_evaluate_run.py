@@ -37,10 +37,10 @@ def _check_outputs(out, summary, benchmark, n_tasks):
     return generations, results
 
 
-def test_hf_backend_end_to_end_then_reuse(tiny_teacher, shared_data, tmp_path):
+def test_hf_backend_end_to_end_then_reuse(tiny_teacher, data_dir, tmp_path):
     out = tmp_path / "eval"
     kwargs = dict(benchmarks=("humaneval", "mbpp"), backend="hf", limit=3, max_new_tokens=16,
-                  max_model_len=1024, data_dir=shared_data, role="distilled",
+                  max_model_len=1024, data_dir=data_dir, role="distilled",
                   meta={"loss": "akd", "cache": "c1", "run": "tiny-akd"})
     summary = evaluate_model(str(tiny_teacher), out, **kwargs)
     assert summary["role"] == "distilled" and summary["meta"]["loss"] == "akd"
@@ -67,10 +67,10 @@ def test_hf_backend_end_to_end_then_reuse(tiny_teacher, shared_data, tmp_path):
         evaluate_model(str(tiny_teacher), out, **{**kwargs, "max_new_tokens": 32})
 
 
-def test_over_long_prompts_are_skipped_and_score_as_failures(tiny_teacher, shared_data, tmp_path):
+def test_over_long_prompts_are_skipped_and_score_as_failures(tiny_teacher, data_dir, tmp_path):
     summary = evaluate_model(str(tiny_teacher), tmp_path / "eval", benchmarks=("mbpp",),
                              mode="completion", backend="hf", limit=2, max_new_tokens=16,
-                             max_model_len=64, data_dir=shared_data)
+                             max_model_len=64, data_dir=data_dir)
     mbpp = summary["benchmarks"]["mbpp"]
     assert mbpp["skipped"] == 2 and mbpp["pass@1"] == 0.0
     assert mbpp["status_counts"] == {SKIPPED: 2}
@@ -87,11 +87,11 @@ def test_bad_options_are_refused_before_any_work(tmp_path):
 
 
 @pytest.mark.slow
-def test_vllm_backend_end_to_end_with_samples(tiny_teacher, shared_data, tmp_path):
+def test_vllm_backend_end_to_end_with_samples(tiny_teacher, data_dir, tmp_path):
     out = tmp_path / "eval"
     summary = evaluate_model(str(tiny_teacher), out, benchmarks=("humaneval",), backend="vllm",
                              limit=3, max_new_tokens=16, max_model_len=1024, n_samples=2,
-                             temperature=0.8, data_dir=shared_data, mode="completion")
+                             temperature=0.8, data_dir=data_dir, mode="completion")
     results = _lines(out / "humaneval" / "results.jsonl")
     assert [r["n"] for r in results] == [2, 2, 2]
     assert set(summary["benchmarks"]["humaneval"]["pass@k"]) == {"pass@1"}

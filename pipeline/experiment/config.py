@@ -24,7 +24,7 @@ class ExperimentConfig:
     teacher: str = "qwen2.5-coder-1.5b-instruct"
     student: str = "qwen2.5-coder-0.5b-instruct"
     models_dir: str = "models"
-    dataset: str = "../shared/data/code_alpaca_2k.json"
+    dataset: str = "data/code_alpaca_2k.json"
     # step 0: teacher templates compared on MBPP tasks outside the test split
     templates: str = "plain,enhanced,enhanced_user,enhanced_explained"
     templates_file: str = ""

@@ -1,4 +1,4 @@
-"""HumanEval and MBPP tasks, read from the checked files in shared/data (see its SOURCES.md).
+"""HumanEval and MBPP tasks, read from the checked files akd ships in data/ (see its SOURCES.md).
 
 A Task knows how to turn a solution (model code, or the reference) into the program the
 sandbox runs: solution, then the task's tests, in the order the benchmark's authors use.
@@ -8,12 +8,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
 from stages.evaluate.errors import EvaluationError
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data"
+# The repository's data/ folder, installed as the package `akd_data` (editable or not).
+DEFAULT_DATA_DIR = Path(str(resources.files("akd_data")))
 BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
 
 # sha256 of the files as collected (SOURCES.md): a changed file must not pass silently.
@@ -79,7 +81,7 @@ def mbpp_shots(data_dir: Path | None = None) -> list[Task]:
 
 def _read_checked(path: Path) -> bytes:
     if not path.exists():
-        raise EvaluationError(f"{path}: benchmark file missing (see shared/data/SOURCES.md)")
+        raise EvaluationError(f"{path}: benchmark file missing (see data/SOURCES.md)")
     data = path.read_bytes()
     expected = CHECKSUMS.get(path.name)
     if expected and hashlib.sha256(data).hexdigest() != expected:
