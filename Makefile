@@ -64,7 +64,7 @@ $(VENV)/.installed: pyproject.toml setup.py Makefile
 	touch $@
 
 models: venv
-	$(PY) -m pipeline.models $(TEACHER) $(STUDENT) --models-dir $(MODELS_DIR)
+	$(AKD) models $(TEACHER) $(STUDENT) --models-dir $(MODELS_DIR)
 
 teacher-cache: venv
 	$(RUN_ENV) $(AKD) teacher-cache --teacher $(TEACHER) --student-tokenizer $(STUDENT) \
@@ -97,6 +97,7 @@ experiment-status: venv
 	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)
 
 test: venv
+	$(VENV)/bin/lint-imports
 	$(RUN_ENV) $(PY) -m pytest -q tests
 
 test-fast: venv

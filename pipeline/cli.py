@@ -8,12 +8,11 @@ from __future__ import annotations
 import click
 
 from pipeline.cache_commands import cache_group
-from pipeline.models import main as models_command
 from pipeline.distill_command import distill_command
 from pipeline.eval_command import eval_command, report_command
 from pipeline.experiment_command import experiment_group
+from pipeline.model_commands import models_command, prune_command
 from pipeline.teacher_command import teacher_cache_command
-from pipeline.prune import prune_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -21,7 +20,7 @@ def main():
     """akd: distil a big code LLM into a small one through an offline top-k teacher cache."""
 
 
-main.add_command(models_command, name="models")
+main.add_command(models_command)
 main.add_command(cache_group)
 main.add_command(teacher_cache_command)
 main.add_command(distill_command)

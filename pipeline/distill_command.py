@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import itertools
-import re
 from pathlib import Path
 
 import click
 
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
-from pipeline.models import resolve_model
+from model_tools.gguf_models import resolve_model
 from stages.distill import DistillConfig, train
+from stages.distill.rundir import run_slug
 
 
 @click.command("distill")
@@ -37,8 +37,3 @@ def distill_command(cache_dir, students, losses, models_dir, runs_dir, **options
             summary = train(config)
             click.echo(f"{student} [{loss}]: distilled student in {summary.get('final_dir')}, "
                        f"metrics and plots in {target}")
-
-
-def run_slug(spec: str) -> str:
-    """The folder name a student's runs get: its last path part, made file-name safe."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name)

@@ -8,9 +8,9 @@ import click
 from cache_schema import CacheError
 from inference import InferenceError
 from inference.templates import TemplateError
-from pipeline.experiment.config import ExperimentError
-from pipeline.models import ModelBuildError
-from pipeline.prune import PruneError
+from study.config import ExperimentError
+from model_tools.gguf_models import ModelBuildError
+from model_tools.prune import PruneError
 from stages.distill.errors import DistillError
 from stages.evaluate.errors import EvaluationError
 from stages.teacher import TeacherConfigError

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from pipeline.errors import user_errors
-from pipeline.models import resolve_model
+from model_tools.gguf_models import resolve_model
 
 
 @click.command("eval")
@@ -60,7 +60,7 @@ def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_sampl
 @click.option("--out", "out_dir", default="results", show_default=True)
 def report_command(runs_dir, out_dir):
     """Tables (Markdown, JSON) and a bar chart: pass@1, accuracy loss, its reduction."""
-    from stages.evaluate import build_report
+    from study.accuracy_report import build_report
 
     with user_errors():
         build_report(Path(runs_dir), Path(out_dir))

@@ -7,7 +7,7 @@ import click
 
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
-from pipeline.experiment.config import ExperimentConfig, load_config
+from study.config import ExperimentConfig, load_config
 
 HELPS = {
     "out_dir": "Where every step writes (one folder per experiment).",
@@ -31,7 +31,7 @@ def experiment_group():
 @click.option("--only", default=None, help="Run only the steps whose name contains this.")
 def run_command(only, **options):
     """Run every step not done yet; rerun the same command to resume after any stop."""
-    from pipeline.experiment.runner import run_grid
+    from study.runner import run_grid
 
     with user_errors():
         config = ExperimentConfig(**options)
@@ -45,8 +45,8 @@ def run_command(only, **options):
 @click.option("--out-dir", default=ExperimentConfig.out_dir, show_default=True)
 def status_command(out_dir):
     """Which steps are done, running, failed or pending."""
-    from pipeline.experiment.plan import build_plan
-    from pipeline.experiment.runner import read_record, step_state
+    from study.plan import build_plan
+    from study.runner import read_record, step_state
 
     with user_errors():
         config = load_config(out_dir)
@@ -65,7 +65,7 @@ def status_command(out_dir):
 @click.option("--results", "results_dir", default="results/experiment", show_default=True)
 def report_command(out_dir, results_dir):
     """Tables, paired tests and plots from the steps done so far."""
-    from pipeline.experiment.report import build_experiment_report
+    from study.report import build_experiment_report
 
     with user_errors():
         build_experiment_report(load_config(out_dir), Path(results_dir))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from pipeline.errors import user_errors
-from pipeline.models import resolve_model
+from model_tools.gguf_models import resolve_model
 
 
 @click.command("teacher-cache")

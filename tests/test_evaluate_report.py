@@ -11,7 +11,7 @@ import json
 import pytest
 
 from stages.evaluate.errors import EvaluationError
-from stages.evaluate.report import build_report, compare, find_summaries
+from study.accuracy_report import build_report, compare, find_summaries
 from stages.evaluate.run import SUMMARY_KIND
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.experiment.config import ExperimentConfig, ExperimentError, save_or_check_config
-from pipeline.experiment.plan import build_plan, choose_template
-from pipeline.experiment.runner import run_grid, step_state
+from study.config import ExperimentConfig, ExperimentError, save_or_check_config
+from study.plan import build_plan, choose_template
+from study.runner import run_grid, step_state
 from teacher_data import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_a_failed_step_blocks_only_what_needs_it_and_reruns_next_time(tmp_path, 
         calls.append(args[0] + ":" + args[args.index("--out") + 1] if "--out" in args else args[0])
         return (1 if "selection/enhanced" in calls[-1] else 0), 0.1
 
-    monkeypatch.setattr("pipeline.experiment.runner._run_command", fake_run)
+    monkeypatch.setattr("study.runner._run_command", fake_run)
     states = run_grid(config, only="select-", echo=lambda line: None)
     assert states["select-enhanced"] == "failed" and states["choose-template"] == "pending"
     states = run_grid(config, only="choose", echo=lambda line: None)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.experiment.stats import binomial_two_sided_p, compare, mcnemar, paired_bootstrap
+from study.stats import binomial_two_sided_p, compare, mcnemar, paired_bootstrap
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:

@@ -10,8 +10,9 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from pipeline import models
-from pipeline.models import (
+from model_tools import gguf_models as models
+from pipeline.model_commands import models_command
+from model_tools.gguf_models import (
     MARKER,
     REGISTRY,
     GgufChecksumError,
@@ -160,7 +161,7 @@ def test_resolve_model_maps_registry_names_and_passes_everything_else(tmp_path, 
 def test_command_line_reports_finished_builds_and_refuses_unknown_names(tmp_path, no_download):
     write_marker(tmp_path / STUDENT, REGISTRY[STUDENT].gguf_sha256)
     runner = CliRunner()
-    done = runner.invoke(models.main, [STUDENT, "--models-dir", str(tmp_path)])
+    done = runner.invoke(models_command, [STUDENT, "--models-dir", str(tmp_path)])
     assert done.exit_code == 0 and "already built" in done.output
-    unknown = runner.invoke(models.main, ["gpt-5", "--models-dir", str(tmp_path)])
+    unknown = runner.invoke(models_command, ["gpt-5", "--models-dir", str(tmp_path)])
     assert unknown.exit_code == 2 and "gpt-5" in unknown.output

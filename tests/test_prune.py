@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from pipeline.cli import main  # noqa: E402
-from pipeline.prune import PROVENANCE, PruneError, layers_to_keep, prune_layers, prune_model  # noqa: E402
+from model_tools.prune import PROVENANCE, PruneError, layers_to_keep, prune_layers, prune_model  # noqa: E402
 from tiny_models import build_model  # noqa: E402
 
 N_LAYERS = 6

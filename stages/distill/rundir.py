@@ -6,6 +6,7 @@ other options is refused (naming the option) unless --overwrite wipes the direct
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +19,11 @@ from .config import DistillConfig, resume_difference
 from .errors import DistillConfigError
 
 CONFIG_FILE = "config.json"
+
+
+def run_slug(spec: str) -> str:
+    """The folder name a student's runs get: its last path part, made file-name safe."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name)
 
 
 def run_record(config: DistillConfig, manifest, student_fingerprint: str, vocab: int, world: int) -> dict:

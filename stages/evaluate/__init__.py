@@ -2,14 +2,13 @@
 
 Generation goes through the shared `inference` engines; every program runs in a contained
 subprocess (sandbox.py, jail.py); scores and per-task results are saved beside the answers so
-a report (report.py) can be rebuilt without running anything again.
+the study's report (study/accuracy_report.py) can be rebuilt without running anything again.
 """
 from stages.evaluate.datasets import BENCHMARKS, Task, load_tasks
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.metrics import pass_at_k
-from stages.evaluate.report import build_report
 from stages.evaluate.run import ROLES, evaluate_model
 from stages.evaluate.sandbox import ExecResult, Limits, Sandbox
 
 __all__ = ["BENCHMARKS", "ROLES", "EvaluationError", "ExecResult", "Limits", "Sandbox", "Task",
-           "build_report", "evaluate_model", "load_tasks", "pass_at_k"]
+           "evaluate_model", "load_tasks", "pass_at_k"]

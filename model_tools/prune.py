@@ -14,8 +14,6 @@ import os
 import shutil
 from pathlib import Path
 
-import click
-
 PROVENANCE = "akd-prune.json"
 # Config lists holding one entry per decoder layer: they keep the kept layers' entries.
 PER_LAYER_LISTS = ("layer_types", "no_rope_layers")
@@ -178,32 +176,3 @@ def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return provenance
-
-
-# ---------------------------------------------------------------- command line
-
-
-@click.command("prune")
-@click.argument("source")
-@click.argument("out", type=click.Path(path_type=Path))
-@click.option("--keep", "keep_text", default=None, metavar="0,2,5",
-              help="Exact layer indices to keep, increasing (instead of --every/--offset).")
-@click.option("--every", default=2, show_default=True, help="Keep every N-th layer ...")
-@click.option("--offset", default=0, show_default=True, help="... starting at this layer.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-@click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
-              show_default=True, help="Where registry models (e.g. qwen2.5-coder-0.5b-instruct) live.")
-def prune_command(source: str, out: Path, keep_text: str | None, every: int, offset: int,
-                  overwrite: bool, models_dir: Path) -> None:
-    """Depth-prune SOURCE (registry name or HF folder) into the HF folder OUT."""
-    from pipeline.errors import user_errors  # here: pipeline.errors imports PruneError from us
-    from pipeline.models import resolve_model
-
-    with user_errors():
-        keep = None if keep_text is None else parse_keep(keep_text)
-        if keep is not None:
-            layers_to_keep(max(keep, default=0) + 1, keep, every, offset)  # fail before any build
-        folder = resolve_model(source, models_dir)
-        result = prune_layers(folder, out, keep=keep, every=every, offset=offset, overwrite=overwrite)
-    click.echo(f"kept layers {result['kept_layers']} of {result['source_num_layers']}: "
-               f"{result['parameters_before']:,} -> {result['parameters_after']:,} parameters in {out}")

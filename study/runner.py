@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.experiment.config import ExperimentConfig, ExperimentError, save_or_check_config
-from pipeline.experiment.plan import Step, build_plan
+from study.config import ExperimentConfig, ExperimentError, save_or_check_config
+from study.plan import Step, build_plan
 
 LOG_FILE, LOCK_FILE = "experiment.log", ".lock"
 _PR_SET_PDEATHSIG = 1

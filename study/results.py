@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.experiment.config import ExperimentError
+from study.config import ExperimentError
 
 
 def load_summary(eval_dir: Path) -> dict:

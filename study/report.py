@@ -7,21 +7,21 @@ import json
 import subprocess
 from pathlib import Path
 
-from pipeline.experiment.config import ExperimentConfig
-from pipeline.experiment.plan import CHOICE_FILE, build_plan
-from pipeline.experiment.plots import plot_pass_at_1, plot_training
-from pipeline.experiment.results import (heldout_fidelity, load_metrics, load_passes, load_summary,
+from study.config import ExperimentConfig
+from study.plan import CHOICE_FILE, build_plan
+from study.plots import plot_pass_at_1, plot_training
+from study.results import (heldout_fidelity, load_metrics, load_passes, load_summary,
                                          run_summary)
-from pipeline.experiment.runner import read_record, step_state
-from pipeline.experiment.stats import compare as paired
-from pipeline.experiment.tables import markdown_report
+from study.runner import read_record, step_state
+from study.stats import compare as paired
+from study.tables import markdown_report
 
 BENCHMARKS = ("humaneval", "mbpp")
 
 
 def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
     """Write report.md, report.json and the plots to out_dir; return the JSON."""
-    from stages.evaluate.report import compare as accuracy_table
+    from study.accuracy_report import compare as accuracy_table
 
     root, out_dir = config.root, Path(out_dir)
     steps = build_plan(config)

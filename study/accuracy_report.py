@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.evaluate.chart import bar_chart
+from study.chart import bar_chart
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.run import SUMMARY_KIND
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from pipeline.distill_command import run_slug as _slug
-from pipeline.experiment.config import PLAIN, ExperimentConfig, ExperimentError, split_list
+from stages.distill.rundir import run_slug as _slug
+from study.config import PLAIN, ExperimentConfig, ExperimentError, split_list
 
 CHOICE_FILE = "choice.json"
 ENHANCED, PLAIN_CACHE = "enhanced", "plain"
@@ -151,8 +151,8 @@ def _eval_step(config: ExperimentConfig, name: str, model: str, out: Path, *,
 def choose_template(config: ExperimentConfig, choice_file: Path) -> dict:
     """The best non-plain candidate by pass@1 on the selection tasks (earlier in the list
     wins a tie), with plain's score beside it and a paired test of the two."""
-    from pipeline.experiment.stats import compare
-    from pipeline.experiment.results import load_passes, load_summary
+    from study.stats import compare
+    from study.results import load_passes, load_summary
 
     scores, passes = {}, {}
     for template in config.template_names:

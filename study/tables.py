@@ -1,7 +1,7 @@
 """report.json as Markdown: one section per question the experiment asks."""
 from __future__ import annotations
 
-from stages.evaluate.report import DEFINITIONS, markdown as accuracy_markdown
+from study.accuracy_report import DEFINITIONS, markdown as accuracy_markdown
 
 STATS_NOTE = ("Differences are paired over the same tasks: diff = pass@1(A) - pass@1(B) in "
               "points, its 95% paired-bootstrap interval (10,000 resamples over tasks), and the "

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 
 
 def plot_pass_at_1(table: list[dict], path: Path) -> Path:
-    from stages.evaluate.chart import bar_chart
+    from study.chart import bar_chart
 
     bar_chart(table, path)
     return path
