@@ -3,7 +3,7 @@ from setuptools import find_namespace_packages, setup
 
 setup(
     packages=find_namespace_packages(include=["pipeline*", "stages*", "cache_schema*", "inference*", "study*",
-                                               "model_tools*"],
+                                               "model_tools*", "common*"],
                                       exclude=["*__pycache__"])
     + ["akd_data"],
     package_dir={"akd_data": "data"},

@@ -1,32 +1,50 @@
-"""Click options generated from a stage's config dataclass, so each option is written once."""
+"""Click options generated from a stage's config dataclass, so each option is written once.
+
+The type, default, help and choices of an option all come from the field (see
+common/settings.py); a field typed `X | None` with default None is an optional option, and
+a nested config dataclass adds its own fields. `common.settings.build_config` turns the
+values click passes back into the config.
+"""
 from __future__ import annotations
 
 import dataclasses
 import typing
+from pathlib import Path
 
 import click
 
+from common.settings import default_of, flag_of, option_fields, value_type
 
-def dataclass_options(cls, skip: tuple[str, ...] = (), helps: dict[str, str] | None = None):
-    """Decorator adding one `--field-name` option per dataclass field (defaults shown)."""
-    helps = helps or {}
-    hints = typing.get_type_hints(cls)
+_CLICK_TYPES = {int: int, float: float, str: str, Path: click.Path(path_type=Path)}
+
+
+def dataclass_options(cls, skip: tuple[str, ...] = (), required: tuple[str, ...] = ()):
+    """Decorator adding one option per field of `cls` (defaults shown in --help)."""
 
     def decorate(command):
-        for field in reversed(dataclasses.fields(cls)):
-            if field.name in skip:
-                continue
-            flag = "--" + field.name.replace("_", "-")
-            kind = hints[field.name]
-            default = field.default if field.default is not dataclasses.MISSING else None
-            if kind is bool:
-                option = click.option(f"{flag}/--no-{field.name.replace('_', '-')}", field.name,
-                                      default=default, show_default=True, help=helps.get(field.name))
-            else:
-                base = {int: int, float: float}.get(kind, str)
-                option = click.option(flag, field.name, type=base, default=default, show_default=True,
-                                      help=helps.get(field.name))
-            command = option(command)
+        for owner, field in reversed(option_fields(cls, skip)):
+            command = _option(owner, field, field.name in required)(command)
         return command
 
     return decorate
+
+
+def _option(cls, field: dataclasses.Field, required: bool):
+    flag, help_text = flag_of(field), field.metadata.get("help") or None
+    default = default_of(field)
+    if default is dataclasses.MISSING:
+        default, required = None, True
+    kind, _ = value_type(cls, field)
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", field.name, default=default,
+                            show_default=True, help=help_text)
+    if typing.get_origin(kind) in (tuple, list):
+        item = typing.get_args(kind)[0] if typing.get_args(kind) else str
+        return click.option(flag, field.name, type=_CLICK_TYPES.get(item, str), multiple=True,
+                            default=tuple(default or ()), show_default=True, required=required,
+                            help=help_text)
+    choices = field.metadata.get("choices")
+    click_type = click.Choice(list(choices)) if choices else _CLICK_TYPES.get(kind, str)
+    return click.option(flag, field.name, type=click_type, default=default,
+                        show_default=default is not None, required=required, help=help_text)
+

@@ -9,17 +9,6 @@ from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
 from study.config import ExperimentConfig, load_config
 
-HELPS = {
-    "out_dir": "Where every step writes (one folder per experiment).",
-    "templates": "Teacher templates compared in step 0 (comma-separated; must include plain).",
-    "enhanced_losses": "Losses trained on the enhanced cache (comma-separated).",
-    "plain_losses": "Losses trained on the plain cache (empty: no plain cache).",
-    "pruned_losses": "Losses for the depth-pruned student (empty: no pruned student).",
-    "pruned_lr": "The pruned student's lr (it starts broken and needs a larger step).",
-    "distill_options": "Extra `akd distill` options, e.g. '--max-batch-tokens 1024'.",
-    "eval_limit": "Only the first N tasks of each benchmark (0 = all).",
-}
-
 
 @click.group("experiment")
 def experiment_group():
@@ -27,7 +16,7 @@ def experiment_group():
 
 
 @experiment_group.command("run")
-@dataclass_options(ExperimentConfig, helps=HELPS)
+@dataclass_options(ExperimentConfig)
 @click.option("--only", default=None, help="Run only the steps whose name contains this.")
 def run_command(only, **options):
     """Run every step not done yet; rerun the same command to resume after any stop."""

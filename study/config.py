@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.settings import setting
+
 CONFIG_FILE = "experiment.json"
 PLAIN = "plain"
 
@@ -20,13 +22,14 @@ class ExperimentError(ValueError):
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    out_dir: str = "experiments/default"
+    out_dir: str = setting("experiments/default", "Where every step writes (one folder per experiment).")
     teacher: str = "qwen2.5-coder-1.5b-instruct"
     student: str = "qwen2.5-coder-0.5b-instruct"
     models_dir: str = "models"
     dataset: str = "data/code_alpaca_2k.json"
     # step 0: teacher templates compared on MBPP tasks outside the test split
-    templates: str = "plain,enhanced,enhanced_user,enhanced_explained"
+    templates: str = setting("plain,enhanced,enhanced_user,enhanced_explained",
+                             "Teacher templates compared in step 0 (comma-separated; must include plain).")
     templates_file: str = ""
     selection_split: str = "selection"
     # step 1: two caches of the same examples
@@ -34,20 +37,20 @@ class ExperimentConfig:
     k: int = 20
     cache_max_new_tokens: int = 384
     # step 2: students; every run of one student size gets the same budget
-    enhanced_losses: str = "ce,fkl,rkl,akd"
-    plain_losses: str = "akd"
-    pruned_losses: str = "fkl,rkl,akd"
+    enhanced_losses: str = setting("ce,fkl,rkl,akd", "Losses trained on the enhanced cache (comma-separated).")
+    plain_losses: str = setting("akd", "Losses trained on the plain cache (empty: no plain cache).")
+    pruned_losses: str = setting("fkl,rkl,akd", "Losses for the depth-pruned student (empty: no pruned student).")
     prune_every: int = 2
     # a half-depth student starts broken (it babbles); healing it needs a far larger step
     # than fine-tuning an intact one, so its runs share their own lr
-    pruned_lr: float = 5e-5
+    pruned_lr: float = setting(5e-5, "The pruned student's lr (it starts broken and needs a larger step).")
     max_steps: int = 200
     lr: float = 2e-6
     seed: int = 0
-    distill_options: str = ""  # more `akd distill` options, e.g. "--max-batch-tokens 1024"
+    distill_options: str = setting("", "Extra `akd distill` options, e.g. '--max-batch-tokens 1024'.")
     # step 3: evaluation
     benchmarks: str = "humaneval,mbpp"
-    eval_limit: int = 0
+    eval_limit: int = setting(0, "Only the first N tasks of each benchmark (0 = all).")
     eval_max_new_tokens: int = 512
     backend: str = "vllm"
 

@@ -1,0 +1,114 @@
+"""A setting is declared once, as a dataclass field; its CLI flag, help and choices ride along.
+
+`setting(...)` puts the help text (and choices, or a flag name other than `--field-name`)
+in the field's metadata. The CLI builds its options from the fields
+(pipeline/dataclass_options.py) and the study turns a config back into the same
+command-line arguments (`to_cli_args`), so neither retypes a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: tuple | None = None,
+            flag: str | None = None, default_factory: Any = dataclasses.MISSING,
+            cli: bool = True):
+    """A dataclass field with its command-line face. `cli=False`: not an option."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "cli": cli}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    """`--max-new-tokens` for max_new_tokens, unless the field names another flag."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def is_option(field: dataclasses.Field) -> bool:
+    return field.metadata.get("cli", True) and not field.name.startswith("_")
+
+
+def value_type(cls, field: dataclasses.Field):
+    """The field's type with `| None` removed: (type, is_optional)."""
+    kind = typing.get_type_hints(cls)[field.name]
+    args = typing.get_args(kind)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else str), True
+    return kind, False
+
+
+def default_of(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return dataclasses.MISSING
+
+
+def option_fields(cls, skip: tuple[str, ...] = ()) -> list[tuple[type, dataclasses.Field]]:
+    """(owning class, field) of every option, nested config dataclasses flattened in place.
+
+    A field whose type is itself a dataclass (DistillConfig.loss: LossConfig) contributes
+    its own fields, so a nested config's settings are options of the outer command too.
+    """
+    found, seen = [], {}
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not is_option(field):
+            continue
+        if dataclasses.is_dataclass(hints[field.name]):
+            found += option_fields(hints[field.name], skip)
+        else:
+            found.append((cls, field))
+    for owner, field in found:
+        flag = flag_of(field)
+        if flag in seen:
+            raise TypeError(f"{flag} is declared twice: {seen[flag].__name__} and {owner.__name__}")
+        seen[flag] = owner
+    return found
+
+
+def build_config(cls, options: dict):
+    """`cls` from flat option values (as the generated CLI passes them), nesting rebuilt."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]):
+            inner = build_config(hints[field.name], options)
+            if inner is not None:
+                values[field.name] = inner
+        elif field.name in options:
+            values[field.name] = options[field.name]
+    return cls(**values)
+
+
+def to_cli_args(config, *, skip: tuple[str, ...] = (), all_fields: bool = False) -> list[str]:
+    """The command-line arguments that rebuild `config` through its generated options.
+
+    Only settings that differ from their default are written (all of them with
+    `all_fields`), so a recorded command stays short and reads as what was chosen.
+    """
+    args: list[str] = []
+    for field in dataclasses.fields(config):
+        if not is_option(field) or field.name in skip:
+            continue
+        value, default = getattr(config, field.name), default_of(field)
+        if dataclasses.is_dataclass(value):
+            args += to_cli_args(value, skip=skip, all_fields=all_fields)
+            continue
+        if not all_fields and value == default:
+            continue
+        flag = flag_of(field)
+        kind, _ = value_type(type(config), field)
+        if kind is bool:
+            args.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                args += [flag, str(item)]
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
