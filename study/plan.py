@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from model_tools.prune import PROVENANCE as PRUNE_PROVENANCE
+from stages.distill.checkpoint import CHECKPOINTS_DIR
 from stages.distill.rundir import run_slug as _slug
+from stages.distill.trainer import FINAL_DIR, SUMMARY_FILE as RUN_SUMMARY_FILE
 from study.config import PLAIN, ExperimentConfig, ExperimentError, split_list
 
 CHOICE_FILE = "choice.json"
@@ -75,7 +78,7 @@ def build_plan(config: ExperimentConfig) -> list[Step]:
                           command=lambda: ["prune", config.student, str(pruned_dir),
                                            "--every", str(config.prune_every),
                                            "--models-dir", config.models_dir],
-                          verify=lambda: (pruned_dir / "akd-prune.json").exists()))
+                          verify=lambda: (pruned_dir / PRUNE_PROVENANCE).exists()))
         steps.append(_eval_step(config, "eval-student-pruned", str(pruned_dir),
                                 root / "evals" / "student-pruned", needs=("prune-student",),
                                 meta={"role": "student", "model": pruned_dir.name}))
@@ -118,8 +121,8 @@ def _student_steps(config: ExperimentConfig, cache: str, student: str, losses: l
                                        "--lr", str(lr), "--seed", str(config.seed),
                                        "--no-progress", *config.distill_options.split()],
             verify=lambda run_dir=run_dir: _run_is_whole(run_dir, config.max_steps), meta=meta,
-            disposable=(run_dir / "checkpoints",)))
-        steps.append(_eval_step(config, f"eval-{name}", str(run_dir / "final"),
+            disposable=(run_dir / CHECKPOINTS_DIR,)))
+        steps.append(_eval_step(config, f"eval-{name}", str(run_dir / FINAL_DIR),
                                 config.root / "evals" / name, needs=(f"train-{name}",),
                                 meta={"role": "distilled", **meta}))
     return steps
@@ -188,8 +191,10 @@ def _cache_is_whole(cache_dir: Path) -> bool:
 
 
 def _run_is_whole(run_dir: Path, steps: int) -> bool:
-    summary = run_dir / "summary.json"
-    return ((run_dir / "final" / "config.json").exists() and summary.exists()
+    from transformers.utils import CONFIG_NAME  # final/ is a saved HF model folder
+
+    summary = run_dir / RUN_SUMMARY_FILE
+    return ((run_dir / FINAL_DIR / CONFIG_NAME).exists() and summary.exists()
             and json.loads(summary.read_text()).get("steps") == steps)
 
 

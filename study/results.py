@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stages.distill.metrics import METRICS_FILE, read_metrics
+from stages.distill.trainer import SUMMARY_FILE as RUN_SUMMARY_FILE
 from study.config import ExperimentError
 
 
@@ -26,11 +28,8 @@ def load_passes(eval_dir: Path, benchmark: str) -> dict[str, bool]:
 
 
 def load_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The run's metrics.jsonl records, or none where the run has not started."""
+    return read_metrics(run_dir) if (Path(run_dir) / METRICS_FILE).exists() else []
 
 
 def heldout_fidelity(run_dir: Path) -> dict | None:
@@ -46,5 +45,5 @@ def heldout_fidelity(run_dir: Path) -> dict | None:
 
 
 def run_summary(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / RUN_SUMMARY_FILE
     return json.loads(path.read_text()) if path.exists() else None
