@@ -7,14 +7,16 @@ import typing
 import click
 
 
-def dataclass_options(cls, skip: tuple[str, ...] = (), helps: dict[str, str] | None = None):
-    """Decorator adding one `--field-name` option per dataclass field (defaults shown)."""
+def dataclass_options(cls, skip: tuple[str, ...] = (), helps: dict[str, str] | None = None,
+                      only: tuple[str, ...] | None = None):
+    """Decorator adding one `--field-name` option per dataclass field (defaults shown); `only`:
+    just those fields."""
     helps = helps or {}
     hints = typing.get_type_hints(cls)
 
     def decorate(command):
         for field in reversed(dataclasses.fields(cls)):
-            if field.name in skip:
+            if field.name in skip or (only is not None and field.name not in only):
                 continue
             flag = "--" + field.name.replace("_", "-")
             kind = hints[field.name]

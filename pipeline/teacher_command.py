@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import click
 
+from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
 from pipeline.models import resolve_model
+from stages.teacher import TeacherCacheConfig
+
+HELPS = {"skip_bad_lines": "Skip rows of a local .json/.jsonl file that are not JSON objects (a cut-off "
+                           "or malformed line) and count them in the manifest; without it they stop the run."}
 
 
 @click.command("teacher-cache")
@@ -18,6 +23,7 @@ from pipeline.models import resolve_model
 @click.option("--instruction-field", default="instruction", show_default=True)
 @click.option("--input-field", default="input", show_default=True, help="Empty string: the data has none.")
 @click.option("--output-field", default="output", show_default=True, help="Empty string: the data has none.")
+@dataclass_options(TeacherCacheConfig, only=("skip_bad_lines",), helps=HELPS)
 @click.option("--offset", default=0, show_default=True, help="First dataset row to use.")
 @click.option("--limit", default=0, show_default=True, help="Rows to use from --offset (0 = all).")
 @click.option("--k", default=20, show_default=True, help="Top-k entries cached per generated token.")
@@ -46,7 +52,7 @@ def teacher_cache_command(teacher, models_dir, student_tokenizer, dataset, input
 
     Rerunning the same command on the same --out resumes where it stopped.
     """
-    from stages.teacher import TeacherCacheConfig, build_teacher_cache
+    from stages.teacher import build_teacher_cache
 
     with user_errors():
         config = TeacherCacheConfig(

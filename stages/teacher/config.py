@@ -27,6 +27,7 @@ class TeacherCacheConfig:
     instruction_field: str = "instruction"
     input_field: str | None = "input"  # None: the dataset has no input column
     output_field: str | None = "output"  # reference answer; checked to exist, recorded, not used
+    skip_bad_lines: bool = False  # skip (and count) rows of a local file that are not JSON objects
     # row selection
     offset: int = 0
     limit: int | None = None
