@@ -8,10 +8,7 @@ import click
 from model_tools.gguf_models import REGISTRY, build_model, resolve_model
 from model_tools.prune import layers_to_keep, parse_keep, prune_layers
 from pipeline.errors import user_errors
-
-MODELS_DIR_OPTION = click.option(
-    "--models-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
-    show_default=True, help="Where registry models (e.g. qwen2.5-coder-0.5b-instruct) live: MODELS_DIR/NAME.")
+from pipeline.shared_options import MODELS_DIR_OPTION
 
 
 @click.command("models")

@@ -64,7 +64,8 @@ def test_field_mapping_and_formats(tmp_path):
     good = write_rows(path, field="prompt")
     config = TeacherCacheConfig(model="m", dataset=str(path), out_dir=tmp_path,
                                 instruction_field="prompt", output_field=None)
-    dataset, identity = open_dataset(config)
+    dataset, identity, bad_rows = open_dataset(config)
+    assert bad_rows == {}
     assert identity["tag"] == "renamed" and identity["fields"]["instruction"] == "prompt"
     assert identity["sha256"].startswith("sha256:")
     assert dataset[good[2]]["prompt"] == GOOD[2]

@@ -29,14 +29,14 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
 
     start = time.perf_counter()
     config.validate()
+    dataset, dataset_identity, bad_rows = open_dataset(config)  # bad data fails before any work
+    tag = dataset_identity["tag"]
     teacher_template = get_template(config.teacher_template, config.templates_file)
     student_template = get_template(config.student_template, config.templates_file)
     tokenizer = AutoTokenizer.from_pretrained(config.model, revision=config.revision)
     student_tokenizer = load_student_tokenizer(config.student_tokenizer, tokenizer)
     vocab_size = AutoConfig.from_pretrained(
         config.model, revision=config.revision).get_text_config().vocab_size
-    dataset, dataset_identity = open_dataset(config)
-    tag = dataset_identity["tag"]
 
     writer = CacheWriter.open(
         config.out_dir, cache_identity(config, tokenizer, teacher_template, student_template,
@@ -49,7 +49,7 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
     skipped: Counter = Counter()
     indices = select_indices(len(dataset), config.offset, config.limit, config.num_workers,
                              config.worker_index)
-    pairs = build_prompts(iter_source_rows(dataset, indices, config, skipped), tokenizer,
+    pairs = build_prompts(iter_source_rows(dataset, indices, config, skipped, bad_rows), tokenizer,
                           student_tokenizer, teacher_template, student_template,
                           config.max_model_len - config.max_new_tokens, skipped)
     for reason, count in skipped.items():
@@ -118,7 +118,7 @@ def _generate_into(writer: CacheWriter, pending: list[PromptPair], done: set[str
 def _run_settings(config: TeacherCacheConfig) -> dict:
     """Options that shape the run but not the cache's content (not part of its identity)."""
     keep = ("offset", "limit", "num_workers", "max_model_len", "tensor_parallel_size",
-            "chunk_size", "rows_per_shard", "hf_batch_size")
+            "chunk_size", "rows_per_shard", "hf_batch_size", "skip_bad_lines")
     return {key: config.to_dict()[key] for key in keep}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.settings import setting
 from inference import BACKENDS
 
 
@@ -13,44 +14,62 @@ class TeacherConfigError(ValueError):
 
 @dataclass
 class TeacherCacheConfig:
-    model: str  # local folder or Hub id of the teacher
-    dataset: str  # Hub id, or a local .json/.jsonl/.parquet file
-    out_dir: str | Path
-    backend: str = "vllm"  # "vllm" or "hf"
-    revision: str | None = None  # teacher model revision (Hub)
-    dtype: str = "auto"
-    student_tokenizer: str | None = None  # must match the teacher's; renders the student prompt
+    """Stage one's settings; `akd teacher-cache` takes its options from these fields."""
+
+    model: str = setting(help="Teacher: registry name (built on first use), local HF folder or Hub id.",
+                         flag="--teacher")
+    dataset: str = setting(help="Hub id, or a local .json/.jsonl/.parquet file (optionally .gz).")
+    out_dir: str = setting(help="The cache directory.", flag="--out")
+    backend: str = setting("vllm", "Inference engine.", choices=BACKENDS)
+    revision: str | None = setting(None, "Teacher revision (Hub ids).")
+    dtype: str = setting("auto", "Teacher weights' dtype in the engine.")
+    student_tokenizer: str | None = setting(
+        None, "The student's tokenizer (name/folder/id): must map text to the same ids as the "
+              "teacher's; renders the student-side prompt.")
     # dataset and its fields
-    dataset_split: str = "train"
-    dataset_revision: str | None = None
-    dataset_tag: str | None = None  # prefix of example ids; default: the file stem / Hub name
-    instruction_field: str = "instruction"
-    input_field: str | None = "input"  # None: the dataset has no input column
-    output_field: str | None = "output"  # reference answer; checked to exist, recorded, not used
+    dataset_split: str = setting("train", "Dataset split (Hub datasets).", flag="--split")
+    dataset_revision: str | None = setting(None, "Dataset revision (Hub datasets).")
+    dataset_tag: str | None = setting(None, "Prefix of example ids; default: the file stem or Hub name.")
+    instruction_field: str = setting("instruction", "Column holding the instruction.")
+    input_field: str | None = setting("input", "Column holding the optional input; empty: none.")
+    output_field: str | None = setting("output", "Reference-answer column (checked to exist, recorded, "
+                                                 "not used); empty: none.")
+    skip_bad_lines: bool = setting(False, "Skip rows of a local .json/.jsonl file that are not JSON "
+                                          "objects (a cut-off or malformed line) and count them in the "
+                                          "manifest; without it they stop the run.")
     # row selection
-    offset: int = 0
-    limit: int | None = None
-    num_workers: int = 1
-    worker_index: int = 0
+    offset: int = setting(0, "First dataset row to use.")
+    limit: int | None = setting(None, "Rows to use from --offset (unset or 0: all).")
+    num_workers: int = setting(1, "Workers filling this cache together (disjoint shards).")
+    worker_index: int = setting(0, "This worker's index in 0..W-1.")
     # prompts
-    teacher_template: str = "enhanced"
-    student_template: str = "plain"
-    templates_file: str | Path | None = None
+    teacher_template: str = setting("enhanced", "Prompt template the teacher answers under.")
+    student_template: str = setting("plain", "Prompt template of the student-side prompt ids.")
+    templates_file: str | None = setting(None, "Extra prompt templates (JSON), added to "
+                                               "inference/prompts.json.")
     # sampling and cache
-    k: int = 20
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    n: int = 1  # samples per prompt
-    max_new_tokens: int = 512
-    max_model_len: int = 4096
-    tensor_parallel_size: int = 1
-    overwrite: bool = False
-    rows_per_shard: int = 256
-    encoding: str | None = None  # cache encoding spec (cache_schema); None: its default
-    chunk_size: int = 128  # prompts per generate call: the resume granularity
-    hf_batch_size: int = 8
-    progress: bool = True
+    k: int = setting(20, "Top-k entries cached per generated token.")
+    temperature: float = setting(0.0, "Sampling temperature; 0 = greedy.")
+    top_p: float = setting(1.0, "Nucleus sampling mass.")
+    seed: int = setting(0, "Sampling seed.")
+    n: int = setting(1, "Samples per prompt.")
+    max_new_tokens: int = setting(512, "Longest answer, in tokens (longer ones are marked cut).")
+    max_model_len: int = setting(4096, "Engine context length: prompt + answer.")
+    tensor_parallel_size: int = setting(1, "GPUs per vLLM engine.")
+    overwrite: bool = setting(False, "Replace a cache made with other settings.")
+    rows_per_shard: int = setting(128, "Examples per Parquet shard.")
+    encoding: str | None = setting(None, "Cache encoding spec (cache_schema); default: its default.")
+    chunk_size: int = setting(64, "Prompts per generate call: the resume granularity.")
+    hf_batch_size: int = setting(8, "Batch size of the HF backend.")
+    progress: bool = setting(True, "Progress bars.")
+
+    def __post_init__(self) -> None:
+        # the command line says "none" with an empty column name and "all" with limit 0
+        self.input_field = self.input_field or None
+        self.output_field = self.output_field or None
+        self.limit = self.limit or None
+        self.out_dir = str(self.out_dir)
+        self.templates_file = None if self.templates_file is None else str(self.templates_file)
 
     def validate(self) -> None:
         def need(ok: bool, option: str, msg: str):

@@ -1,7 +1,8 @@
 """Dataset rows in, valid (row index, instruction, input) triples out; bad rows counted.
 
 Row i of the dataset is always example "<tag>:<i>:<sample>", whatever the offset, limit or
-worker split, so ids stay stable across runs and workers.
+worker split, so ids stay stable across runs and workers. A bad line skipped with
+--skip-bad-lines keeps its row index (source_files.py), so fixing it later shifts no id.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TeacherCacheConfig, TeacherConfigError
+from .source_files import first_line, load_local_file
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 log = logging.getLogger(__name__)
@@ -35,25 +37,21 @@ def _local_format(path: Path) -> str | None:
 
 
 def open_dataset(config: TeacherCacheConfig):
-    """(datasets.Dataset, identity dict). A local file is loaded by the json/parquet builder."""
-    import datasets
+    """(datasets.Dataset, identity dict, {row index: skip reason} of rows that are bad lines).
 
+    A local file is checked line by line, then loaded by the json/parquet builder."""
     path = Path(config.dataset)
+    bad_rows: dict[int, str] = {}
     if path.exists():
         builder = _local_format(path)
         if builder is None:
             raise TeacherConfigError(f"--dataset {path}: unsupported file type; "
                                      f"use one of {', '.join(LOCAL_FORMATS)} (optionally .gz)")
-        dataset = datasets.load_dataset(builder, data_files=str(path), split="train")
+        dataset, bad_rows = load_local_file(path, builder, config.skip_bad_lines)
         identity = {"source": path.name, "sha256": _file_sha256(path)}
         default_tag = path.name.split(".")[0]
     else:
-        try:
-            dataset = datasets.load_dataset(config.dataset, split=config.dataset_split,
-                                            revision=config.dataset_revision)
-        except Exception as err:  # datasets raises many types for a missing/unreachable id
-            raise TeacherConfigError(f"--dataset {config.dataset!r} is neither a local file nor a "
-                                     f"loadable Hub dataset ({type(err).__name__}: {err})") from None
+        dataset = _load_hub_dataset(config)
         identity = {"source": config.dataset, "split": config.dataset_split,
                     "revision": config.dataset_revision, "fingerprint": dataset._fingerprint}
         default_tag = config.dataset.rstrip("/").split("/")[-1]
@@ -75,7 +73,52 @@ def open_dataset(config: TeacherCacheConfig):
                     "are decoded by `datasets` and their rows skipped as non-string",
                     config.dataset, ", ".join(mixed))
         identity["mixed_type_columns"] = mixed
-    return dataset, identity
+    return dataset, identity, bad_rows
+
+
+def _load_hub_dataset(config: TeacherCacheConfig):
+    """A Hub dataset (or its copy in the local datasets cache); failures are one line."""
+    import datasets
+
+    name = config.dataset
+    if _local_format(Path(name)) is not None or name.startswith((".", "/", "~")):
+        raise TeacherConfigError(f"--dataset {name}: no such file")
+    try:
+        return datasets.load_dataset(name, split=config.dataset_split,
+                                     revision=config.dataset_revision)
+    except Exception as err:  # datasets raises many types for a missing/unreachable id
+        if _hub_offline(err):
+            raise TeacherConfigError(
+                f"--dataset {name!r}: no such local file, and the Hub is offline (HF_HUB_OFFLINE=1) "
+                "with no copy of it in the local datasets cache; give a local file, or run once "
+                "with HF_HUB_OFFLINE=0 to download it") from None
+        if _hub_unreachable(err):
+            raise TeacherConfigError(f"--dataset {name!r}: no such local file, and the Hub cannot "
+                                     f"be reached ({first_line(err)})") from None
+        raise TeacherConfigError(f"--dataset {name!r} is neither a local file nor a loadable Hub "
+                                 f"dataset ({type(err).__name__}: {first_line(err)})") from None
+
+
+def _error_chain(err: BaseException):
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
+        err = err.__cause__ or err.__context__
+
+
+def _hub_offline(err: BaseException) -> bool:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or any(
+        type(e).__name__ == "OfflineModeIsEnabled" or "OfflineModeIsEnabled" in str(e)
+        for e in _error_chain(err))
+
+
+def _hub_unreachable(err: BaseException) -> bool:
+    return any(isinstance(e, (ConnectionError, TimeoutError)) or
+               type(e).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout")
+               for e in _error_chain(err))
 
 
 def _file_sha256(path: Path) -> str:
@@ -111,11 +154,17 @@ def check_row(row: dict, instruction_field: str, input_field: str | None) -> tup
     return instruction, input_text
 
 
-def iter_source_rows(dataset, indices: range, config: TeacherCacheConfig, skipped: Counter):
-    """Yield the valid rows of `indices`; count the others in `skipped` by reason."""
+def iter_source_rows(dataset, indices: range, config: TeacherCacheConfig, skipped: Counter,
+                     bad_rows: dict[int, str] | None = None):
+    """Yield the valid rows of `indices`; count the others in `skipped` by reason (a bad line's
+    reason from `bad_rows`, as open_dataset found it)."""
     columns = [c for c in (config.instruction_field, config.input_field) if c]
     view = dataset.select_columns(columns)
+    bad_rows = bad_rows or {}
     for i in indices:
+        if i in bad_rows:
+            skipped[bad_rows[i]] += 1
+            continue
         checked = check_row(view[i], config.instruction_field, config.input_field)
         if isinstance(checked, str):
             skipped[checked] += 1
