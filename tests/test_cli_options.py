@@ -1,0 +1,42 @@
+"""Every option of a stage's command is its config's field, with the field's own default."""
+import dataclasses
+
+import pytest
+
+from common.settings import default_of, option_fields
+from pipeline.cli import main
+from stages.distill import DistillConfig
+from stages.teacher import TeacherCacheConfig
+from study.config import ExperimentConfig
+
+# command path -> (config class, options of the command line itself, fields it sets itself)
+COMMANDS = {
+    ("teacher-cache",): (TeacherCacheConfig, {"models_dir"}, set()),
+    # a sweep: --student/--loss repeat, and each pair gets its own run folder
+    ("distill",): (DistillConfig, {"cache_dir", "students", "losses", "models_dir", "runs_dir"},
+                   {"cache_dir", "student", "loss", "run_dir"}),
+    ("experiment", "run"): (ExperimentConfig, {"only"}, set()),
+}
+
+
+def _command(path):
+    command = main
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_every_option_is_a_field_with_the_same_default(path):
+    config_cls, cli_only, set_by_command = COMMANDS[path]
+    params = {p.name: p for p in _command(path).params if p.name != "help"}
+    fields = {f.name: f for _, f in option_fields(config_cls)}
+    assert set(params) - cli_only == set(fields) - set_by_command
+    for name in set(params) - cli_only:
+        expected = default_of(fields[name])
+        if expected is dataclasses.MISSING:  # a field without default is a required option
+            assert params[name].required and params[name].default is None, name
+            continue
+        if params[name].multiple:
+            expected = tuple(expected or ())
+        assert params[name].default == expected and not params[name].required, name
