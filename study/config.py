@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.settings import setting
+from stages.distill.config import DistillConfig
+from stages.teacher.config import TeacherCacheConfig
 
 CONFIG_FILE = "experiment.json"
 PLAIN = "plain"
@@ -34,7 +36,7 @@ class ExperimentConfig:
     selection_split: str = "selection"
     # step 1: two caches of the same examples
     n_examples: int = 1000
-    k: int = 20
+    k: int = TeacherCacheConfig.k
     cache_max_new_tokens: int = 384
     # step 2: students; every run of one student size gets the same budget
     enhanced_losses: str = setting("ce,fkl,rkl,akd", "Losses trained on the enhanced cache (comma-separated).")
@@ -45,7 +47,7 @@ class ExperimentConfig:
     # than fine-tuning an intact one, so its runs share their own lr
     pruned_lr: float = setting(5e-5, "The pruned student's lr (it starts broken and needs a larger step).")
     max_steps: int = 200
-    lr: float = 2e-6
+    lr: float = DistillConfig.lr
     seed: int = 0
     distill_options: str = setting("", "Extra `akd distill` options, e.g. '--max-batch-tokens 1024'.")
     # step 3: evaluation
