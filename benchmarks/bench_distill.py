@@ -163,7 +163,7 @@ def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
 
         def run():
             loss, _ = topk_distill_loss(hidden, weight, batch["topk_ids"], batch["topk_logprobs"], batch["topk_mass"],
-                                        targets, config, vocab_size=vocab)
+                                        targets, config, vocab_size=vocab, tail_logprob=batch["tail_logprob"])
             loss.backward()
             hidden.grad = weight.grad = None
         return run

@@ -17,7 +17,7 @@ def finalize_cache(cache_dir) -> Manifest:
     parts = [Manifest.load(p) for p in part_paths]
     first = parts[0]
     for path, part in zip(part_paths[1:], parts[1:]):
-        check_same_identity(path, part, first.identity, first.k, first.encoding)
+        check_same_identity(path, part, first.identity, first.k, first.encoding, first.format_version)
     expected = max(p.num_workers for p in parts)
     if len(parts) < expected:
         present = sorted(s.worker for p in parts for s in p.shards[:1])
@@ -38,7 +38,7 @@ def finalize_cache(cache_dir) -> Manifest:
         identity=first.identity, k=first.k, vocab_size=first.vocab_size, encoding=first.encoding,
         shards=sorted((s for p in parts for s in p.shards), key=lambda s: s.name),
         skipped=dict(sorted(skipped.items())), stats=stats, software=first.software,
-        num_workers=expected,
+        num_workers=expected, format_version=first.format_version,
     )
     merged.save(cache_dir / MANIFEST_NAME)
     return merged

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import CacheError, CacheMismatchError
-from .schema import FORMAT_VERSION
+from .schema import FORMAT_VERSION, READABLE_VERSIONS
 
 MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
@@ -42,7 +42,7 @@ class Manifest:
     stats: dict = field(default_factory=dict)
     software: dict = field(default_factory=dict)
     num_workers: int = 1
-    format_version: int = FORMAT_VERSION
+    format_version: int = FORMAT_VERSION  # of the shards' schema (schema.py); readers take READABLE_VERSIONS
     format: str = "akd-teacher-cache"
     updated: str = ""
 
@@ -67,10 +67,10 @@ class Manifest:
     def from_dict(cls, data: dict, source: str = "manifest") -> "Manifest":
         if data.get("format") != "akd-teacher-cache":
             raise CacheError(f"{source}: not an akd teacher-cache manifest")
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_VERSIONS:
             raise CacheError(
                 f"{source}: cache format version {data.get('format_version')} is not readable "
-                f"by this akd (knows version {FORMAT_VERSION})"
+                f"by this akd (knows versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         data = {k: v for k, v in data.items() if k != "totals"}
         data["shards"] = [ShardInfo(**s) for s in data.get("shards", [])]
@@ -126,9 +126,12 @@ def identity_difference(expected: dict, found: dict, prefix: str = "") -> str | 
     return None
 
 
-def check_same_identity(cache_dir: Path, existing: Manifest, identity: dict, k: int, encoding: str) -> None:
-    wanted = {"identity": identity, "k": k, "encoding": encoding}
-    found = {"identity": existing.identity, "k": existing.k, "encoding": existing.encoding}
+def check_same_identity(cache_dir: Path, existing: Manifest, identity: dict, k: int, encoding: str,
+                        format_version: int) -> None:
+    """Refuse to add shards of other settings, or of another format version, to a cache."""
+    wanted = {"identity": identity, "k": k, "encoding": encoding, "format_version": format_version}
+    found = {"identity": existing.identity, "k": existing.k, "encoding": existing.encoding,
+             "format_version": existing.format_version}
     diff = identity_difference(wanted, found)
     if diff:
         raise CacheMismatchError(

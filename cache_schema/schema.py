@@ -1,4 +1,4 @@
-"""Cache format version 1: one Parquet row per (example, sample).
+"""Cache format version 2: one Parquet row per (example, sample).
 
 Columns (ids are ids, never text, so the student needs no re-tokenisation):
 - example_id      string       stable "<dataset>:<row>:<sample>" id
@@ -7,9 +7,17 @@ Columns (ids are ids, never text, so the student needs no re-tokenisation):
 - finish_reason   string       "stop" or "length" (cut by the token limit)
 - outside_pos / outside_logprob: positions whose sampled token is not in the stored top-k,
                                with that token's log-prob (vLLM's k+1-th entry); empty when greedy
+- tail_logprob    list<float32> per position, log(1 - sum_j exp(l_j)): the log of the teacher's
+                               mass outside the stored top-k, computed in float64 from the
+                               unrounded log-probs (-inf where the top-k holds all the mass)
 - the encoding's top-k columns (see encoding.py): k ids and log-probs per position, sorted by
   probability, and the top-k mass: the sum of the teacher's top-k probabilities from unrounded
-  log-probs, at float32 (the tail mass is 1 - topk_mass).
+  log-probs, at float32.
+
+Version 1 is version 2 without `tail_logprob`: its tail is 1 - topk_mass, which float32 cannot
+resolve finer than 6e-8 (the step of float32 just below 1): a true tail of 3e-8 reads back as 0
+or 6e-8, one of 1e-7 as 1.2e-7, and the loss's log P_tail is off accordingly. Version 1 caches still
+read (CacheRecord.tail_logprob is None; the loss then takes the tail from the mass, as before).
 """
 from __future__ import annotations
 
@@ -18,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what the writer writes
+READABLE_VERSIONS = (1, 2)  # what the reader, verify and finalize accept
 
 BASE_FIELDS = [
     pa.field("example_id", pa.string()),
@@ -28,11 +37,13 @@ BASE_FIELDS = [
     pa.field("outside_pos", pa.list_(pa.int32())),
     pa.field("outside_logprob", pa.list_(pa.float32())),
 ]
+TAIL_FIELD = pa.field("tail_logprob", pa.list_(pa.float32()))  # from version 2
 FINISH_REASONS = ("stop", "length")
 
 
-def arrow_schema(encoding) -> pa.Schema:
-    return pa.schema(BASE_FIELDS + encoding.fields())
+def arrow_schema(encoding, version: int = FORMAT_VERSION) -> pa.Schema:
+    tail = [TAIL_FIELD] if version >= 2 else []
+    return pa.schema(BASE_FIELDS + tail + encoding.fields())
 
 
 @dataclass
@@ -57,7 +68,9 @@ class CacheRecord:
     """One example as the reader hands it out: arrays ready for the loss.
 
     prompt_ids [P] int64, response_ids [n] int64, topk_ids [n, k] int64 (PAD_ID = -1 marks an
-    empty entry), topk_logprobs [n, k] float32, topk_mass [n] float32.
+    empty entry), topk_logprobs [n, k] float32, topk_mass [n] float32, tail_logprob [n]
+    float32: log of the teacher's mass outside the top-k (None in a version-1 cache, whose tail
+    is only 1 - topk_mass).
     """
 
     example_id: str
@@ -70,6 +83,7 @@ class CacheRecord:
     shard: str
     outside_pos: np.ndarray | None = None  # positions whose sampled token is not in the top-k
     outside_logprob: np.ndarray | None = None  # and that token's log-prob
+    tail_logprob: np.ndarray | None = None  # [n] float32 from format version 2
 
     @property
     def num_tokens(self) -> int:
@@ -84,4 +98,5 @@ class CacheRecord:
             "topk_ids": torch.from_numpy(self.topk_ids),
             "topk_logprobs": torch.from_numpy(self.topk_logprobs),
             "topk_mass": torch.from_numpy(self.topk_mass),
+            "tail_logprob": None if self.tail_logprob is None else torch.from_numpy(self.tail_logprob),
         }

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from .encoding import get_encoding
 from .errors import CacheVerifyError
 from .manifest import MANIFEST_NAME, SHARDS_DIR, Manifest
-from .schema import arrow_schema
+from .schema import TAIL_FIELD, arrow_schema
 from .writer import file_sha256
 
 
@@ -27,7 +27,7 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
     cache_dir = Path(cache_dir)
     manifest = Manifest.load(cache_dir / MANIFEST_NAME)
     encoding = get_encoding(manifest.encoding)
-    expected_columns = _column_types(arrow_schema(encoding))
+    expected_columns = _column_types(arrow_schema(encoding, manifest.format_version))
     listed = set()
     seen_ids: set[str] = set()
     for shard in manifest.shards:
@@ -54,6 +54,8 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
         if table.num_rows != shard.rows or tokens != shard.response_tokens:
             raise CacheVerifyError(f"{path}: {table.num_rows} rows / {tokens} tokens, manifest says "
                                    f"{shard.rows} / {shard.response_tokens}")
+        if TAIL_FIELD.name in expected_columns:
+            _check_tail(path, table.column(TAIL_FIELD.name))
         ids = table.column("example_id").to_pylist()
         duplicates = seen_ids.intersection(ids)
         if duplicates or len(set(ids)) != len(ids):
@@ -65,6 +67,13 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
                                "(an unfinished multi-worker run? run finalize)")
     return VerifyReport(shards=len(manifest.shards), rows=manifest.rows,
                         response_tokens=manifest.response_tokens, bytes=manifest.bytes)
+
+
+def _check_tail(path: Path, column) -> None:
+    """Version 2's tail log-probs are log-probabilities: never NaN, never above 0 (-inf is a full top-k)."""
+    values = pc.list_flatten(column)
+    if pc.any(pc.or_(pc.is_nan(values), pc.greater(values, 0.0))).as_py():
+        raise CacheVerifyError(f"{path}: tail_logprob holds NaN or a value above 0")
 
 
 def _column_types(schema) -> dict:

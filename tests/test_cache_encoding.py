@@ -124,9 +124,9 @@ def test_bad_encoding_specs_are_refused(spec, message):
 
 
 def test_old_int32_f16_shard_with_its_column_order_still_reads_and_verifies(tmp_path):
-    """Shards of the first format kept topk_mass right after finish_reason."""
+    """Shards of the first format (cache version 1) kept topk_mass right after finish_reason."""
     examples = [random_example(i, 4, np.random.default_rng(i)) for i in range(3)]
-    write(tmp_path, examples, 4, "int32-f16")
+    write(tmp_path, examples, 4, "int32-f16", format_version=1)
     manifest_path = tmp_path / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     shard = tmp_path / manifest["shards"][0]["name"]

@@ -23,6 +23,7 @@ class Example:
     topk_ids: np.ndarray  # [n, k] int64, -1 = padding entry
     topk_logprobs: np.ndarray  # [n, k] float32
     topk_mass: np.ndarray  # [n] float32
+    tail_logprob: np.ndarray | None  # [n] float32; None from a version-1 cache (tail = 1 - mass)
 
     @property
     def length(self) -> int:
@@ -39,7 +40,8 @@ def fit_example(record, max_seq_len: int) -> tuple[Example | None, str | None]:
         return None, "prompt_too_long"
     keep = min(record.num_tokens, max_seq_len - prompt_len + 1)
     example = Example(record.example_id, record.prompt_ids, record.response_ids[:keep],
-                      record.topk_ids[:keep], record.topk_logprobs[:keep], record.topk_mass[:keep])
+                      record.topk_ids[:keep], record.topk_logprobs[:keep], record.topk_mass[:keep],
+                      None if record.tail_logprob is None else record.tail_logprob[:keep])
     return example, ("truncated" if keep < record.num_tokens else None)
 
 
@@ -62,7 +64,8 @@ def pack_by_budget(examples: list[Example], max_tokens: int, max_examples: int) 
 
 def collate(examples: list[Example], pad_id: int = 0) -> dict:
     """Right-padded inputs [B, T] plus the response positions' targets flattened to [N, ...]
-    in the row-major order of `response_mask`, i.e. the order of hidden[response_mask]."""
+    in the row-major order of `response_mask`, i.e. the order of hidden[response_mask].
+    tail_logprob is None when any example lacks it (a version-1 cache: the loss uses the mass)."""
     width = max(e.length for e in examples)
     rows = len(examples)
     input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
@@ -81,6 +84,8 @@ def collate(examples: list[Example], pad_id: int = 0) -> dict:
         "topk_ids": torch.from_numpy(np.concatenate([e.topk_ids for e in examples])),
         "topk_logprobs": torch.from_numpy(np.concatenate([e.topk_logprobs for e in examples])),
         "topk_mass": torch.from_numpy(np.concatenate([e.topk_mass for e in examples])),
+        "tail_logprob": (None if any(e.tail_logprob is None for e in examples)
+                         else torch.from_numpy(np.concatenate([e.tail_logprob for e in examples]))),
         "target_ids": torch.from_numpy(np.concatenate([e.response_ids for e in examples])),
         "example_ids": [e.example_id for e in examples],
     }
@@ -95,6 +100,7 @@ def empty_batch(k: int) -> dict:
         "topk_ids": torch.zeros((0, k), dtype=torch.long),
         "topk_logprobs": torch.zeros((0, k), dtype=torch.float32),
         "topk_mass": torch.zeros((0,), dtype=torch.float32),
+        "tail_logprob": torch.zeros((0,), dtype=torch.float32),
         "target_ids": torch.zeros((0,), dtype=torch.long),
         "example_ids": [],
     }

@@ -78,8 +78,9 @@ class DistillStudent(nn.Module):
         return self.model.get_decoder()
 
     def forward(self, input_ids, attention_mask, response_mask, topk_ids, topk_logprobs, topk_mass,
-                target_ids, loss_weight: float = 1.0):
-        """(loss x loss_weight, stats): the loss is the mean over the batch's response tokens."""
+                target_ids, tail_logprob=None, loss_weight: float = 1.0):
+        """(loss x loss_weight, stats): the loss is the mean over the batch's response tokens.
+        tail_logprob: the cache's log tail mass (format 2), or None (version 1: 1 - topk_mass)."""
         hidden = self.body()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         rows = hidden[response_mask]
         device = rows.device.type
@@ -88,7 +89,7 @@ class DistillStudent(nn.Module):
         head = self.model.get_output_embeddings()
         loss, stats = topk_distill_loss(rows, head.weight, topk_ids, topk_logprobs, topk_mass, target_ids,
                                         self.loss_config, vocab_size=self.vocab_size,
-                                        lm_head_bias=head.bias)
+                                        lm_head_bias=head.bias, tail_logprob=tail_logprob)
         return loss * loss_weight, stats
 
     def decoder_layers(self) -> list[nn.Module]:

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from cache_schema import CachedExample, CacheWriter, finalize_cache
+from cache_schema import FORMAT_VERSION, CachedExample, CacheWriter, finalize_cache
 from inference import SamplingSpec, load_engine
 from inference.templates import get_template
 
@@ -45,6 +45,10 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
         num_workers=config.num_workers, overwrite=config.overwrite,
         rows_per_shard=config.rows_per_shard,
         **({"encoding": config.encoding} if config.encoding else {}))
+    if writer.manifest.format_version < FORMAT_VERSION:
+        log.warning("%s is a format v%d cache (its tail mass is 1 - float32 top-k mass); resuming it as "
+                    "v%d, --overwrite rewrites it as v%d", config.out_dir, writer.manifest.format_version,
+                    writer.manifest.format_version, FORMAT_VERSION)
     done = set(writer.done_ids)
     skipped: Counter = Counter()
     indices = select_indices(len(dataset), config.offset, config.limit, config.num_workers,

@@ -20,14 +20,16 @@ positions, never over (position, k) entries.
 topk_distill_loss(hidden [N, H], lm_head_weight [V', H], topk_ids [N, k] int64
     (-1 = padding entry), topk_logprobs [N, k] (raw teacher log-probs, never
     renormalised), topk_mass [N] (teacher's mass on its top-k), target_ids [N]
-    int64 or None, config, *, vocab_size=None, lm_head_bias=None [V'])
+    int64 or None, config, *, vocab_size=None, lm_head_bias=None [V'],
+    tail_logprob=None [N] (log of the teacher's mass outside its top-k, as the
+    cache stores it from format 2; None: 1 - topk_mass, version 1's tail))
     The main path: logits are formed chunk by chunk (config.chunk_size
     positions, default 256) in the hidden dtype and upcast to float32; the
     gradient is formed in the same pass, so the float32 working set is about
     one [chunk, V] buffer (156 MB at Qwen's V) and the full [N, V] logits
     never exist (chunked.py, student.py).
 topk_distill_loss_from_logits(logits [N, V'], topk_ids, topk_logprobs,
-    topk_mass, target_ids, config, *, vocab_size=None)
+    topk_mass, target_ids, config, *, vocab_size=None, tail_logprob=None)
 dense_distill_loss(student_logits [N, V'], teacher_logprobs [N, V''],
     target_ids [N] or None, config, *, vocab_size=None)
     Categories are the whole vocabulary (no tail bucket).

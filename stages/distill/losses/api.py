@@ -26,6 +26,7 @@ def topk_distill_loss(
     *,
     vocab_size: int | None = None,
     lm_head_bias: torch.Tensor | None = None,
+    tail_logprob: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """Loss of the student's final hidden states [N, H] against a top-k cache (memory-lean path)."""
     config = config or LossConfig()
@@ -38,7 +39,8 @@ def topk_distill_loss(
     if lm_head_bias is not None and lm_head_bias.shape != lm_head_weight.shape[:1]:
         raise LossInputError(f"lm_head_bias is {tuple(lm_head_bias.shape)}, expected ({lm_head_weight.shape[0]},)")
     vocab = _vocab(vocab_size, lm_head_weight.shape[0], "lm_head_weight rows")
-    chunk_fn = _topk_chunk_fn(hidden.shape[0], vocab, topk_ids, topk_logprobs, topk_mass, target_ids, config)
+    chunk_fn = _topk_chunk_fn(hidden.shape[0], vocab, topk_ids, topk_logprobs, topk_mass, tail_logprob,
+                              target_ids, config)
     return _run(chunk_fn, hidden, lm_head_weight, lm_head_bias, config, vocab)
 
 
@@ -51,12 +53,14 @@ def topk_distill_loss_from_logits(
     config: LossConfig | None = None,
     *,
     vocab_size: int | None = None,
+    tail_logprob: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, Stats]:
     """Same loss from student logits [N, V'] (small vocabularies, tests)."""
     config = config or LossConfig()
     _check_matrix("logits", logits)
     vocab = _vocab(vocab_size, logits.shape[1], "logits columns")
-    chunk_fn = _topk_chunk_fn(logits.shape[0], vocab, topk_ids, topk_logprobs, topk_mass, target_ids, config)
+    chunk_fn = _topk_chunk_fn(logits.shape[0], vocab, topk_ids, topk_logprobs, topk_mass, tail_logprob,
+                              target_ids, config)
     return _run(chunk_fn, logits, None, None, config, vocab)
 
 
@@ -95,13 +99,14 @@ def dense_distill_loss(
     return _run(chunk_fn, student_logits, None, None, config, vocab)
 
 
-def _topk_chunk_fn(n, vocab, topk_ids, topk_logprobs, topk_mass, target_ids, config):
-    _check_topk(n, vocab, topk_ids, topk_logprobs, topk_mass)
+def _topk_chunk_fn(n, vocab, topk_ids, topk_logprobs, topk_mass, tail_logprob, target_ids, config):
+    _check_topk(n, vocab, topk_ids, topk_logprobs, topk_mass, tail_logprob)
     _check_targets(target_ids, n, vocab, config)
 
     def teacher_rows(rows, dtype):
         ids, logprobs, mass = topk_ids[rows], topk_logprobs[rows], topk_mass[rows]
-        return teacher_topk(ids, logprobs, mass, config.temperature, config.eps, dtype)
+        tail = None if tail_logprob is None else tail_logprob[rows]
+        return teacher_topk(ids, logprobs, mass, config.temperature, config.eps, dtype, tail)
 
     def student_rows(z, rows):
         return StudentTopk(z, topk_ids[rows], _rows(target_ids, rows), config.temperature, config.eps)
@@ -138,7 +143,7 @@ def _vocab(vocab_size: int | None, available: int, what: str) -> int:
     return vocab_size
 
 
-def _check_topk(n, vocab, topk_ids, topk_logprobs, topk_mass) -> None:
+def _check_topk(n, vocab, topk_ids, topk_logprobs, topk_mass, tail_logprob) -> None:
     if topk_ids.dtype != torch.int64 or topk_ids.dim() != 2 or topk_ids.shape[0] != n:
         raise LossInputError(f"topk_ids must be int64 [{n}, k], got {topk_ids.dtype} {tuple(topk_ids.shape)}")
     if topk_logprobs.shape != topk_ids.shape or not topk_logprobs.is_floating_point():
@@ -154,6 +159,11 @@ def _check_topk(n, vocab, topk_ids, topk_logprobs, topk_mass) -> None:
     _refuse(valid & (topk_logprobs > _ROUNDING), "topk_logprobs row {} is positive: not log-probabilities")
     finite_mass = torch.isfinite(topk_mass)
     _refuse(~finite_mass | (topk_mass < 0) | (topk_mass > 1 + _ROUNDING), "topk_mass row {} is outside [0, 1]")
+    if tail_logprob is not None:
+        if tail_logprob.shape != (n,) or not tail_logprob.is_floating_point():
+            raise LossInputError(
+                f"tail_logprob must be float [{n}], got {tail_logprob.dtype} {tuple(tail_logprob.shape)}")
+        _refuse(torch.isnan(tail_logprob) | (tail_logprob > 0), "tail_logprob row {} is NaN or above 0")
     ordered = torch.sort(topk_ids, dim=1).values
     _refuse((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0), "topk_ids row {} repeats a token id")
 

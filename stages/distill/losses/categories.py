@@ -6,7 +6,15 @@ vocabulary, C = V, no tail bucket. The divergences see only a Categories chunk,
 so both forms share one code path.
 
 The teacher's log-probs are used as stored (raw full-vocabulary log-softmax)
-and never renormalised over the top-k: p_tail = max(1 - topk_mass, eps).
+and never renormalised over the top-k. Its tail bucket is the cache's
+tail_logprob, log(1 - sum_j p_j) computed in float64 by the writer (cache
+format 2), floored at log(eps); -inf (a top-k holding all the mass) becomes
+eps. A version-1 cache has no tail_logprob: then p_tail = max(1 - topk_mass,
+eps) from its float32 mass, which resolves no tail finer than 6e-8. The floor
+holds for every tail below eps, not only a zero one: a float32 engine's
+log-softmax (vLLM's raw log-probs) already leaves the tail its top-k implies
+uncertain by about 1e-7 at Qwen's vocabulary, so below eps the stored value is
+noise, and the floor bounds what that noise does to log P_tail.
 With a KD temperature T != 1 the teacher's log-probs, tail bucket included,
 are divided by T and renormalised over the categories, and the eps floor is
 applied after that. For the top-k form this is the tail-bucket approximation:
@@ -58,13 +66,19 @@ def teacher_topk(
     temperature: float,
     eps: float,
     dtype: torch.dtype,
+    tail_logprob: torch.Tensor | None = None,
 ) -> TeacherChunk:
-    """topk_ids [c, k] int64 (-1 = padding), topk_logprobs [c, k], topk_mass [c]."""
+    """topk_ids [c, k] int64 (-1 = padding), topk_logprobs [c, k], topk_mass [c],
+    tail_logprob [c] (log of the mass outside the top-k) or None: the tail is 1 - topk_mass."""
     token_valid = topk_ids >= 0
     tokens = topk_logprobs.to(dtype)
     mass = topk_mass.to(dtype)
     valid = torch.cat([token_valid, torch.ones_like(token_valid[:, :1])], dim=1)
-    log_p = torch.cat([tokens, torch.log((1.0 - mass).clamp_min(0.0))[:, None]], dim=1)
+    if tail_logprob is None:
+        log_tail = torch.log((1.0 - mass).clamp_min(0.0))
+    else:
+        log_tail = tail_logprob.to(dtype)
+    log_p = torch.cat([tokens, log_tail[:, None]], dim=1)
     if temperature != 1.0:
         scaled = (log_p / temperature).masked_fill(~valid, -math.inf)
         log_p = scaled - torch.logsumexp(scaled, dim=-1, keepdim=True)
