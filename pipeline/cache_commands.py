@@ -5,13 +5,17 @@ import json
 
 import click
 import numpy as np
+from tqdm import tqdm
 
 from cache_schema import CacheError, CacheReader, finalize_cache, verify_cache
+from cache_schema.export import ExportConfig, export_cache
+from common.settings import build_config
+from pipeline.dataclass_options import dataclass_options
 
 
 @click.group("cache")
 def cache_group():
-    """Inspect, verify and finalize teacher caches."""
+    """Inspect, verify, finalize and export teacher caches."""
 
 
 @cache_group.command("verify")
@@ -80,6 +84,52 @@ def inspect_command(cache_dir, examples, as_json):
         mass = float(np.mean(record.topk_mass))
         click.echo(f"  {record.example_id}: prompt {record.prompt_ids.size} tokens, response "
                    f"{record.num_tokens} tokens ({record.finish_reason}), mean top-k mass {mass:.4f}")
+
+
+@cache_group.command("export")
+@click.argument("cache_dir", metavar="CACHE", type=click.Path())
+@click.argument("out_dir", metavar="OUT", type=click.Path())
+@dataclass_options(ExportConfig)
+def export_command(cache_dir, out_dir, **options):
+    """Write CACHE as plain Parquet columns in OUT, readable without akd (pandas, duckdb, Axolotl).
+
+    One zstd Parquet shard per cache shard (same relative name), written under a temporary name
+    and renamed, plus OUT/akd-export.json with the cache's identity (teacher, tokenizer
+    fingerprint, k, templates), the layout and its alignment. Rerun the same command to resume:
+    finished shards are kept, missing ones written.
+
+    \b
+    --layout akd (default), one row per example:
+      example_id, prompt_ids, response_ids, finish_reason,
+      topk_ids list<list<int32>>, topk_logprobs list<list<float32>> (raw log-softmax, T=1),
+      topk_mass list<float32>, tail_logprob list<float32> (log of the mass outside the top-k).
+      Position j is the distribution response token j was drawn from: in the student input
+      prompt_ids + response_ids the logits at index len(prompt_ids) + j - 1 predict it.
+    --layout axolotl, Axolotl's KD plugin columns over the full sequence:
+      input_ids (prompt + response), attention_mask, labels (-100 over the prompt),
+      target_token_ids, target_logprobs (renormalised over the top-k), target_mask.
+      Row t is the distribution over input_ids[t + 1]: response token j sits at row
+      len(prompt_ids) + j - 1; prompt rows and the last row have target_mask 0.
+    """
+    try:
+        config = build_config(ExportConfig, options)
+        bar = None
+
+        def tick(name, written, total):  # the bar starts with the first shard: errors print alone
+            nonlocal bar
+            bar = bar or tqdm(total=total, desc="export", unit="shard", leave=False, disable=None)
+            bar.update()
+
+        report = export_cache(cache_dir, out_dir, config, on_shard=tick)
+        if bar is not None:
+            bar.close()
+    except CacheError as exc:
+        raise click.ClickException(str(exc)) from None
+    tokens = max(report.response_tokens, 1)
+    click.echo(f"{out_dir}: {config.layout} layout, {len(report.written)} shards written, "
+               f"{len(report.kept)} kept, {report.rows} examples, {report.response_tokens} response tokens, "
+               f"{report.bytes} bytes ({report.bytes / tokens:.1f} B/token; the cache: "
+               f"{report.source_bytes / tokens:.1f})")
 
 
 def _template_name(template) -> str:
