@@ -30,6 +30,9 @@ from pipeline.models import resolve_model
 @click.option("--top-p", default=1.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--n", "n_samples", default=1, show_default=True, help="Samples per prompt.")
+@click.option("--responses-from", default=None,
+              help="Score mode: a dataset column of answers, or a responses file of `akd rollout`; "
+                   "the teacher scores them instead of generating.")
 @click.option("--max-new-tokens", default=512, show_default=True)
 @click.option("--max-model-len", default=4096, show_default=True)
 @click.option("--tensor-parallel-size", default=1, show_default=True)
@@ -42,7 +45,8 @@ from pipeline.models import resolve_model
 @click.option("--overwrite", is_flag=True, help="Replace a cache made with other settings.")
 def teacher_cache_command(teacher, models_dir, student_tokenizer, dataset, input_field, output_field,
                           limit, n_samples, **options):
-    """Cache the teacher's top-k log-probs for every answer it writes (stage one).
+    """Cache the teacher's top-k log-probs for every answer it writes (stage one), or, with
+    --responses-from, for every token of given answers (score mode).
 
     Rerunning the same command on the same --out resumes where it stopped.
     """

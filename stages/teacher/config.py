@@ -42,6 +42,9 @@ class TeacherCacheConfig:
     top_p: float = 1.0
     seed: int = 0
     n: int = 1  # samples per prompt
+    # score mode: a dataset column of answers, or a responses file of `akd rollout`; the teacher
+    # scores those responses (top-k at every position) instead of generating. None: generate.
+    responses_from: str | None = None
     max_new_tokens: int = 512
     max_model_len: int = 4096
     tensor_parallel_size: int = 1
@@ -63,6 +66,8 @@ class TeacherCacheConfig:
         need(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
         need(self.temperature > 0 or self.n == 1, "n",
              f"greedy decoding (temperature 0) gives {self.n} identical samples; use n=1 or a temperature")
+        need(not self.responses_from or self.n == 1, "n", "score mode (--responses-from) scores "
+             "the given responses, one per example id; leave n at 1")
         need(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
         need(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
         need(self.max_model_len > self.max_new_tokens, "max_model_len",
