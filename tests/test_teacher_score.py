@@ -119,6 +119,10 @@ def test_teacher_scoring_its_greedy_answers_reproduces_its_cache(generated, tiny
     source = manifest.identity["responses"]
     assert source["source"] == "rollout" and source["sha256"] == ResponsesFile(rollout).sha256
     assert source["model"] == {"model": "from-cache"} and manifest.identity["sampling"] is None
+    from pipeline.cli import main
+
+    info = CliRunner().invoke(main, ["cache", "inspect", str(config.out_dir)])
+    assert info.exit_code == 0 and f"scored from rollout {rollout}" in info.output, info.output
     again = build_teacher_cache(config)  # resumes: nothing left to score
     assert again["examples_written"] == 0 and again["examples_already_cached"] == len(GOOD)
 
