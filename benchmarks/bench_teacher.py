@@ -6,6 +6,9 @@ Same model, same prompts (CodeAlpaca instructions, greedy), same process:
 (b) the cache's cost on top of plain vLLM generation: logprobs=0 and no writing, against
     logprobs=k + turning them into arrays + encoding and writing Parquet shards.
     Goal: the extra is at most 10% of the cache path's wall time.
+(c) score mode: the same engine scoring the answers it just generated (prompt log-probs,
+    top-k at every position), tokens/s against generation with logprobs=k. Scoring is prefill,
+    so the goal is at least twice the generation rate.
 
     .venv/bin/python benchmarks/bench_teacher.py [--model models/qwen2.5-coder-1.5b-instruct]
 Writes bench-results/teacher.json. The default model is the real teacher when it has been
@@ -88,6 +91,8 @@ def bench(model: str, prompts_n: int, max_new_tokens: int, k: int, hf_batch_size
             cache, seconds = timed(lambda: write_cache(results, prompts, k, vocab_size,
                                                        Path(tmp) / "cache"))
             write_s.append(seconds)
+        responses = [samples[0].token_ids for samples in results]
+        score_s = [timed(lambda: engine.score(prompts, responses, k))[1] for _ in range(repeats)]
     engine.close()
     best_plain, best_gen, best_write = min(plain_s), min(cache_gen_s), min(write_s)
     cache_path = best_gen + best_write
@@ -110,6 +115,13 @@ def bench(model: str, prompts_n: int, max_new_tokens: int, k: int, hf_batch_size
             "goal": "extra_share_of_cache_path <= 0.10",
             "bytes_per_token": round(cache["bytes"] / cache["response_tokens"], 1),
             "encoding": cache["encoding"],
+        },
+        "scoring": {
+            "score_s": [round(x, 2) for x in score_s], "scored_tokens": tokens,
+            "tokens_per_s": round(tokens / min(score_s), 1),
+            "generation_with_logprobs_tokens_per_s": round(tokens / best_gen, 1),
+            "speedup_over_generation": round(best_gen / min(score_s), 2),
+            "goal": "speedup_over_generation >= 2",
         },
     }
     if hf_prompts:  # a rate: the first prompts are enough, HF generate is slow on a CPU

@@ -6,9 +6,9 @@ are applied here too. Imports neither stages nor pipeline.
 """
 from .chat import render_prompt
 from .engines import BACKENDS, load_engine
-from .spec import Engine, Generation, InferenceError, SamplingSpec
+from .spec import Engine, Generation, InferenceError, SamplingSpec, Scores
 from .templates import PromptTemplate, TemplateError, get_template, load_templates
 
 __all__ = ["BACKENDS", "Engine", "Generation", "InferenceError", "PromptTemplate",
-           "SamplingSpec", "TemplateError", "get_template", "load_engine", "load_templates",
+           "SamplingSpec", "Scores", "TemplateError", "get_template", "load_engine", "load_templates",
            "render_prompt"]

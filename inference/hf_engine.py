@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .spec import Generation, SamplingSpec, check_prompts
+from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
 from .stops import cut_at_stop_string, eos_token_ids
 from .topk import topk_from_logits
 
@@ -106,6 +106,44 @@ class HfEngine:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if holds(mid) else (mid + 1, hi)
         return lo
+
+    def score(self, prompts: list[list[int]], responses: list[list[int]], k: int) -> list[Scores]:
+        """One forward pass per batch of `batch_size` pairs, batched by similar length."""
+        check_scoring(prompts, responses, k, self.max_model_len, self.max_logprobs)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        results: list[Scores | None] = [None] * len(prompts)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            scored = self._score_batch([prompts[i] for i in batch], [responses[i] for i in batch], k)
+            for i, scores in zip(batch, scored):
+                results[i] = scores
+        return results
+
+    def _score_batch(self, prompts: list[list[int]], responses: list[list[int]],
+                     k: int) -> list[Scores]:
+        """Left-padded (positions counted from each row's first real token, as generate does)
+        so every response ends at the last column: only the last max(len(response)) + 1
+        columns of logits are needed, never [rows, width, V]."""
+        seqs = [list(p) + list(r) for p, r in zip(prompts, responses)]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self._pad_id, dtype=torch.long)
+        attention = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            input_ids[row, width - len(seq):] = torch.tensor(seq)
+            attention[row, width - len(seq):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        keep = max(len(r) for r in responses) + 1
+        with torch.no_grad():
+            logits = self.model(input_ids=input_ids, attention_mask=attention,
+                                position_ids=positions, logits_to_keep=keep).logits
+        scored = []
+        for row, response in enumerate(responses):
+            n = len(response)
+            # Column width-n+j holds response token j; the logits one column left predict it.
+            ids, lps, token_lps = topk_from_logits(logits[row, keep - 1 - n:keep - 1],
+                                                   torch.tensor(response), k)
+            scored.append(Scores(ids, lps, token_lps))
+        return scored
 
     @staticmethod
     def _copy(g: Generation) -> Generation:

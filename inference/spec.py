@@ -49,6 +49,15 @@ class Generation:
     sampled_logprobs: np.ndarray | None = None  # [len(token_ids)] float32
 
 
+@dataclass
+class Scores:
+    """The model's distribution at every position of a given response (nothing sampled)."""
+
+    topk_ids: np.ndarray  # [len(response), k] int32, sorted by prob desc
+    topk_logprobs: np.ndarray  # [len(response), k] float32, raw log-softmax, T=1
+    token_logprobs: np.ndarray  # [len(response)] float32: log-prob of each given response token
+
+
 class Engine(Protocol):
     tokenizer: object  # a transformers PreTrainedTokenizerBase
     max_model_len: int
@@ -57,6 +66,11 @@ class Engine(Protocol):
                  seeds: list[int] | None = None) -> list[list[Generation]]:
         """One list of spec.n Generations per prompt, in prompt order. `seeds` (optional,
         one per prompt) pins each prompt's sampling independently of the batch."""
+        ...
+
+    def score(self, prompts: list[list[int]], responses: list[list[int]], k: int) -> list[Scores]:
+        """Top-k at each response position: entry j is the distribution that predicts
+        response token j after prompt + response[:j] (one prefill, no sampling)."""
         ...
 
     def close(self) -> None: ...
@@ -79,3 +93,21 @@ def check_prompts(prompts: list[list[int]], spec: SamplingSpec, max_model_len: i
             raise InferenceError(
                 f"prompt {i} has {len(prompt)} tokens, over max_model_len - max_new_tokens "
                 f"= {max_model_len} - {spec.max_new_tokens} = {limit}; filter it out first")
+
+
+def check_scoring(prompts: list[list[int]], responses: list[list[int]], k: int,
+                  max_model_len: int, max_logprobs: int) -> None:
+    """Refuse what an engine cannot score. prompt + response must leave one position free:
+    vLLM scores a prompt only while generating at least one token after it."""
+    if len(prompts) != len(responses):
+        raise InferenceError(f"got {len(responses)} responses for {len(prompts)} prompts")
+    if not 1 <= k <= max_logprobs:
+        raise InferenceError(f"k={k} must be in 1..max_logprobs={max_logprobs}; "
+                             "load the engine with max_logprobs >= k")
+    for i, (prompt, response) in enumerate(zip(prompts, responses)):
+        if not prompt or not response:
+            raise InferenceError(f"pair {i}: empty {'prompt' if not prompt else 'response'}")
+        if len(prompt) + len(response) > max_model_len - 1:
+            raise InferenceError(
+                f"pair {i}: {len(prompt)} prompt + {len(response)} response tokens exceed "
+                f"max_model_len - 1 = {max_model_len - 1}; filter it out first")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from .cpu_env import apply_cpu_defaults, is_cpu_platform
-from .spec import Generation, SamplingSpec, check_prompts
+from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
 from .stops import eos_token_ids
 from .topk import topk_from_vllm_flat
 
@@ -76,6 +76,38 @@ class VllmEngine:
             gen.topk_ids, gen.topk_logprobs, gen.sampled_logprobs = topk_from_vllm_flat(
                 completion.logprobs, spec.logprobs, len(token_ids))
         return gen
+
+    def score(self, prompts: list[list[int]], responses: list[list[int]], k: int) -> list[Scores]:
+        """vLLM's prompt log-probs over prompt + response. Entry i of a prompt's log-probs
+        predicts its token i (entry 0 is empty), from the raw log-softmax whatever the
+        logprobs_mode (prompt tokens skip the sampling processors); each has k+1 entries:
+        the actual token first, then the top k. Prefix caching is skipped for such requests
+        (vLLM sets skip_reading_prefix_cache), so every position is scored."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        check_scoring(prompts, responses, k, self.max_model_len, self.max_logprobs)
+        if not prompts:
+            return []
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=k,
+                                flat_logprobs=True, detokenize=False)
+        outputs = self._llm.generate(
+            [TokensPrompt(prompt_token_ids=list(p) + list(r)) for p, r in zip(prompts, responses)],
+            params, use_tqdm=False)
+        return [self._to_scores(out.prompt_logprobs, len(p), r, k)
+                for out, p, r in zip(outputs, prompts, responses)]
+
+    @staticmethod
+    def _to_scores(flat, prompt_len: int, response: list[int], k: int) -> Scores:
+        if flat is None or len(flat) != prompt_len + len(response):
+            raise RuntimeError(f"vLLM returned prompt log-probs for {0 if flat is None else len(flat)} "
+                               f"of {prompt_len + len(response)} positions")
+        positions = flat[prompt_len:]
+        targets = [int(positions.token_ids[s]) for s in positions.start_indices]
+        if targets != [int(t) for t in response]:  # the alignment, checked on every call
+            raise RuntimeError("vLLM's prompt log-probs are not aligned with the response tokens")
+        ids, lps, token_lps = topk_from_vllm_flat(positions, k, len(response))
+        return Scores(ids, lps, token_lps)
 
     def close(self) -> None:
         llm, self._llm = getattr(self, "_llm", None), None

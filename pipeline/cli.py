@@ -12,6 +12,7 @@ from pipeline.distill_command import distill_command
 from pipeline.eval_command import eval_command, report_command
 from pipeline.experiment_command import experiment_group
 from pipeline.model_commands import models_command, prune_command
+from pipeline.rollout_command import rollout_command
 from pipeline.teacher_command import teacher_cache_command
 
 
@@ -23,6 +24,7 @@ def main():
 main.add_command(models_command)
 main.add_command(cache_group)
 main.add_command(teacher_cache_command)
+main.add_command(rollout_command)
 main.add_command(distill_command)
 main.add_command(eval_command)
 main.add_command(report_command)

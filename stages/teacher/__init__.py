@@ -2,6 +2,10 @@
 log-probabilities go to the cache (cache_schema). Imports no other stage."""
 from .build import build_teacher_cache, example_id, finalize_teacher_cache
 from .config import TeacherCacheConfig, TeacherConfigError
+from .responses_file import ResponsesFile, ResponsesFileError
+from .rollout import run_rollout
+from .rollout_config import RolloutConfig
 
-__all__ = ["TeacherCacheConfig", "TeacherConfigError", "build_teacher_cache", "example_id",
-           "finalize_teacher_cache"]
+__all__ = ["ResponsesFile", "ResponsesFileError", "RolloutConfig", "TeacherCacheConfig",
+           "TeacherConfigError", "build_teacher_cache", "example_id", "finalize_teacher_cache",
+           "run_rollout"]

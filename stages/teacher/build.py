@@ -14,6 +14,7 @@ from .config import TeacherCacheConfig
 from .identity import cache_identity, load_student_tokenizer
 from .prompts import PromptPair, build_prompts
 from .rows import iter_source_rows, open_dataset, select_indices
+from .score import ResponseSource, score_into
 from .summary import RunStats, format_summary, make_summary
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,11 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
     student_tokenizer = load_student_tokenizer(config.student_tokenizer, tokenizer)
     vocab_size = AutoConfig.from_pretrained(
         config.model, revision=config.revision).get_text_config().vocab_size
+    source = ResponseSource(config, dataset, tag, tokenizer) if config.responses_from else None
 
     writer = CacheWriter.open(
         config.out_dir, cache_identity(config, tokenizer, teacher_template, student_template,
-                                       dataset_identity),
+                                       dataset_identity, source.identity if source else None),
         k=config.k, vocab_size=vocab_size, worker_index=config.worker_index,
         num_workers=config.num_workers, overwrite=config.overwrite,
         rows_per_shard=config.rows_per_shard,
@@ -53,24 +55,34 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
     skipped: Counter = Counter()
     indices = select_indices(len(dataset), config.offset, config.limit, config.num_workers,
                              config.worker_index)
+    # Score mode needs room for one response token; generation for max_new_tokens.
+    room = 2 if source else config.max_new_tokens
     pairs = build_prompts(iter_source_rows(dataset, indices, config, skipped, bad_rows), tokenizer,
                           student_tokenizer, teacher_template, student_template,
-                          config.max_model_len - config.max_new_tokens, skipped)
+                          config.max_model_len - room, skipped)
+    if source:
+        items = source.items(pairs, indices, len(dataset), config.max_model_len, skipped)
+        pending = [i for i in items if i.example_id not in done]
+        already = len(items) - len(pending)
+    else:
+        missing = {p.row_index: sum(example_id(tag, p.row_index, s) not in done
+                                    for s in range(config.n)) for p in pairs}
+        pending = [p for p in pairs if missing[p.row_index]]
+        already = len(pairs) * config.n - sum(missing.values())
     for reason, count in skipped.items():
         writer.record_skipped(reason, count)
-    missing = {p.row_index: sum(example_id(tag, p.row_index, s) not in done for s in range(config.n))
-               for p in pairs}
-    pending = [p for p in pairs if missing[p.row_index]]
-    already = len(pairs) * config.n - sum(missing.values())
 
     stats, generate_s = RunStats(), 0.0
-    if pending:
+    if pending and source:
+        generate_s = score_into(writer, pending, config, stats, tokenizer)
+    elif pending:
         generate_s = _generate_into(writer, pending, done, tag, config, stats)
     writer.record_stats({**stats.for_manifest(), "teacher_stage": _run_settings(config)})
     manifest = writer.close()
     summary = make_summary(stats, manifest, already_cached=already, rows_selected=len(indices),
                            skipped=skipped, wall_s=time.perf_counter() - start,
                            generate_s=generate_s, cache_dir=str(config.out_dir))
+    summary["mode"] = "score" if source else "generate"
     print(format_summary(summary), flush=True)
     return summary
 

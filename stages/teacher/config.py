@@ -53,6 +53,9 @@ class TeacherCacheConfig:
     top_p: float = setting(1.0, "Nucleus sampling mass.")
     seed: int = setting(0, "Sampling seed.")
     n: int = setting(1, "Samples per prompt.")
+    responses_from: str | None = setting(
+        None, "Score mode: a dataset column of answers, or a responses folder of `akd rollout`; the "
+              "teacher scores those answers (top-k at every position) instead of generating.")
     max_new_tokens: int = setting(512, "Longest answer, in tokens (longer ones are marked cut).")
     max_model_len: int = setting(4096, "Engine context length: prompt + answer.")
     tensor_parallel_size: int = setting(1, "GPUs per vLLM engine.")
@@ -82,6 +85,8 @@ class TeacherCacheConfig:
         need(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
         need(self.temperature > 0 or self.n == 1, "n",
              f"greedy decoding (temperature 0) gives {self.n} identical samples; use n=1 or a temperature")
+        need(not self.responses_from or self.n == 1, "n", "score mode (--responses-from) scores "
+             "the given responses, one per example id; leave n at 1")
         need(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
         need(self.max_new_tokens >= 1, "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
         need(self.max_model_len > self.max_new_tokens, "max_model_len",

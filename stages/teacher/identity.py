@@ -41,7 +41,9 @@ def load_student_tokenizer(name: str | None, teacher_tokenizer):
 
 
 def cache_identity(config: TeacherCacheConfig, tokenizer, teacher_template, student_template,
-                   dataset_identity: dict) -> dict:
+                   dataset_identity: dict, responses: dict | None = None) -> dict:
+    """`responses`: where score mode's responses come from; None: the teacher generates them
+    (that identity has no "responses" key, so caches made before score mode still resume)."""
     identity = {
         "teacher": {"model": config.model, "revision": model_revision(config.model, config.revision),
                     "backend": config.backend, "dtype": config.dtype},
@@ -52,4 +54,7 @@ def cache_identity(config: TeacherCacheConfig, tokenizer, teacher_template, stud
                      "n": config.n, "max_new_tokens": config.max_new_tokens},
         "dataset": dataset_identity,
     }
+    if responses is not None:
+        identity["sampling"] = None  # the teacher samples nothing: it scores `responses`
+        identity["responses"] = responses
     return json.loads(json.dumps(identity))  # plain JSON types, as the manifest stores them

@@ -1,0 +1,25 @@
+"""`akd rollout`: a model answers the stage-one prompts into a responses file for score mode."""
+from __future__ import annotations
+
+import click
+
+from common.settings import build_config
+from model_tools.gguf_models import resolve_model
+from pipeline.dataclass_options import dataclass_options
+from pipeline.errors import user_errors
+from pipeline.shared_options import MODELS_DIR_OPTION
+from stages.teacher import RolloutConfig, run_rollout
+
+
+@click.command("rollout")
+@dataclass_options(RolloutConfig)
+@MODELS_DIR_OPTION
+def rollout_command(models_dir, **options):
+    """Have a model answer the training prompts (n samples each) into a responses file.
+
+    The teacher then scores those answers in a separate run:
+    `akd teacher-cache --responses-from OUT ...`. Rerunning the same command resumes.
+    """
+    with user_errors():
+        options["model"] = resolve_model(options["model"], models_dir)
+        run_rollout(build_config(RolloutConfig, options))
