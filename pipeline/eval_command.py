@@ -6,8 +6,19 @@ from pathlib import Path
 
 import click
 
+from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
 from pipeline.models import resolve_model
+from stages.evaluate.sandbox import Limits
+
+LIMIT_HELPS = {
+    "timeout_s": "Sandbox: wall-clock seconds per program.",
+    "memory_mb": "Sandbox: address space per program (RLIMIT_AS, MiB; counts mapped, not used, "
+                 "memory).",
+    "max_processes": "Sandbox: processes and threads per program (namespace jail only).",
+    "max_file_mb": "Sandbox: largest file a program may write (MiB).",
+    "workdir_mb": "Sandbox: size of a program's working directory (MiB, namespace jail only).",
+}
 
 
 @click.command("eval")
@@ -32,8 +43,13 @@ from pipeline.models import resolve_model
                    "benchmark's words as the only user turn.")
 @click.option("--templates-file", default=None, type=click.Path(dir_okay=False),
               help="Extra templates, as for teacher-cache.")
+@click.option("--trust-model-code", is_flag=True,
+              help="Run the answers even where the namespace jail is unavailable (not root): "
+                   "with resource limits only, a program could harm this user's files.")
+@dataclass_options(Limits, helps=LIMIT_HELPS)
 def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_samples, temperature,
-                 max_new_tokens, models_dir, data_dir, split, template, templates_file):
+                 max_new_tokens, models_dir, data_dir, split, template, templates_file,
+                 trust_model_code, **limit_options):
     """HumanEval/MBPP pass@1 (and pass@k) of one model, generations and per-task results saved."""
     from inference.templates import get_template
     from stages.evaluate import evaluate_model
@@ -48,7 +64,8 @@ def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_sampl
                                  limit=limit or None, n_samples=n_samples, temperature=temperature,
                                  max_new_tokens=max_new_tokens, role=role, meta=meta,
                                  data_dir=Path(data_dir) if data_dir else None, progress=True,
-                                 split=split, template=prompt_template)
+                                 split=split, template=prompt_template,
+                                 limits=Limits(**limit_options), trust_model_code=trust_model_code)
     for name in benchmarks:
         scores = summary["benchmarks"][name]
         click.echo(f"{path} {name}: pass@1 = {100 * scores['pass@1']:.1f}% ({scores['n_tasks']} tasks)")

@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from stages.evaluate import EvaluationError, evaluate_model  # noqa: E402
+from stages.evaluate import EvaluationError, Limits, evaluate_model  # noqa: E402
 from stages.evaluate.sandbox import STATUSES  # noqa: E402
 from stages.evaluate.score import SKIPPED  # noqa: E402
 
@@ -41,7 +41,7 @@ def test_hf_backend_end_to_end_then_reuse(tiny_teacher, data_dir, tmp_path):
     out = tmp_path / "eval"
     kwargs = dict(benchmarks=("humaneval", "mbpp"), backend="hf", limit=3, max_new_tokens=16,
                   max_model_len=1024, data_dir=data_dir, role="distilled",
-                  meta={"loss": "akd", "cache": "c1", "run": "tiny-akd"})
+                  meta={"loss": "akd", "cache": "c1", "run": "tiny-akd"}, trust_model_code=True)
     summary = evaluate_model(str(tiny_teacher), out, **kwargs)
     assert summary["role"] == "distilled" and summary["meta"]["loss"] == "akd"
     assert summary["sandbox"]["isolation"] in ("namespaces", "rlimits")
@@ -70,7 +70,7 @@ def test_hf_backend_end_to_end_then_reuse(tiny_teacher, data_dir, tmp_path):
 def test_over_long_prompts_are_skipped_and_score_as_failures(tiny_teacher, data_dir, tmp_path):
     summary = evaluate_model(str(tiny_teacher), tmp_path / "eval", benchmarks=("mbpp",),
                              mode="completion", backend="hf", limit=2, max_new_tokens=16,
-                             max_model_len=64, data_dir=data_dir)
+                             max_model_len=64, data_dir=data_dir, trust_model_code=True)
     mbpp = summary["benchmarks"]["mbpp"]
     assert mbpp["skipped"] == 2 and mbpp["pass@1"] == 0.0
     assert mbpp["status_counts"] == {SKIPPED: 2}
@@ -91,10 +91,34 @@ def test_vllm_backend_end_to_end_with_samples(tiny_teacher, data_dir, tmp_path):
     out = tmp_path / "eval"
     summary = evaluate_model(str(tiny_teacher), out, benchmarks=("humaneval",), backend="vllm",
                              limit=3, max_new_tokens=16, max_model_len=1024, n_samples=2,
-                             temperature=0.8, data_dir=data_dir, mode="completion")
+                             temperature=0.8, data_dir=data_dir, mode="completion",
+                             trust_model_code=True)
     results = _lines(out / "humaneval" / "results.jsonl")
     assert [r["n"] for r in results] == [2, 2, 2]
     assert set(summary["benchmarks"]["humaneval"]["pass@k"]) == {"pass@1"}
     generations = _lines(out / "humaneval" / "generations.jsonl")
     assert all(len(g["samples"]) == 2 for g in generations)
     assert generations[0]["prompt"]["text"].startswith("from typing import List")
+
+
+def test_eval_command_passes_the_sandbox_options(tiny_teacher, tmp_path, monkeypatch):
+    """`akd eval --memory-mb N --trust-model-code` reaches the sandbox; by default neither."""
+    import stages.evaluate
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    seen = []
+
+    def fake_evaluate(path, out, **kwargs):
+        seen.append(kwargs)
+        return {"benchmarks": {"humaneval": {"pass@1": 0.0, "n_tasks": 0}}}
+
+    monkeypatch.setattr(stages.evaluate, "evaluate_model", fake_evaluate)
+    base = ["eval", "--model", str(tiny_teacher), "--out", str(tmp_path),
+            "--benchmark", "humaneval"]
+    for extra in ([], ["--memory-mb", "6000", "--trust-model-code"]):
+        result = CliRunner().invoke(main, base + extra)
+        assert result.exit_code == 0, result.output
+    assert (seen[0]["limits"], seen[0]["trust_model_code"]) == (Limits(), False)
+    assert (seen[1]["limits"], seen[1]["trust_model_code"]) == (Limits(memory_mb=6000), True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONFIG_FILE = "experiment.json"
+UNCOMPARED = ("trust_model_code",)  # may differ between runs of one grid: no output depends on it
 PLAIN = "plain"
 
 
@@ -50,6 +51,8 @@ class ExperimentConfig:
     eval_limit: int = 0
     eval_max_new_tokens: int = 512
     backend: str = "vllm"
+    # let `akd eval` run answers without the namespace jail (not root); not part of the record
+    trust_model_code: bool = False
 
     def __post_init__(self):
         for name in ("templates", "enhanced_losses", "benchmarks"):
@@ -89,7 +92,8 @@ def save_or_check_config(config: ExperimentConfig) -> None:
     defaults = ExperimentConfig(out_dir=config.out_dir).to_dict()
     saved = {**defaults, **json.loads(path.read_text())}  # settings added since keep their default
     changed = [f"{key}: the grid in place has {saved.get(key)!r}, this command has {value!r}"
-               for key, value in config.to_dict().items() if saved.get(key) != value]
+               for key, value in config.to_dict().items()
+               if key not in UNCOMPARED and saved.get(key) != value]
     if changed:
         raise ExperimentError(f"{path}: {changed[0]}" + (f" (and {len(changed) - 1} more)"
                               if len(changed) > 1 else "") + "; use another --out-dir or delete it")

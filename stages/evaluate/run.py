@@ -38,18 +38,19 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
                    role: str = "student", meta: dict | None = None,
                    data_dir: Path | None = None, split: str = "test", seed: int = 0,
                    max_model_len: int = 4096, dtype: str = "auto",
-                   limits: Limits | None = None, engine=None, progress: bool = False,
-                   template=None) -> dict:
+                   limits: Limits | None = None, trust_model_code: bool = False, engine=None,
+                   progress: bool = False, template=None) -> dict:
     """Scores of `model` (a local folder); writes the files above and returns summary.json.
 
     `engine` (an inference.Engine) is used instead of loading one; it is not closed here.
     `template` (an inference.templates.PromptTemplate) wraps instruct prompts; None = plain.
+    `trust_model_code` allows running the answers without the namespace jail (see sandbox.py).
     """
     _check_options(benchmarks, mode, role, n_samples, temperature)
     out_dir = Path(out_dir)
     template_name = template.name if template is not None else None
     settings = GenerationSettings(max_new_tokens, temperature, n_samples, seed)
-    sandbox = Sandbox(limits or Limits())
+    sandbox = Sandbox(limits or Limits(), trust_model_code=trust_model_code)
     owned = None
 
     def get_engine():
@@ -185,8 +186,9 @@ def _saved_generations(bench_dir: Path, wanted: dict) -> list[dict] | None:
 def _sandbox_info(sandbox: Sandbox) -> dict:
     limits = sandbox.limits
     return {"isolation": sandbox.isolation, "isolation_reason": sandbox.isolation_reason,
-            "workers": sandbox.workers, "timeout_s": limits.timeout_s,
-            "memory_mb": limits.memory_mb, "max_processes": limits.max_processes}
+            "trust_model_code": sandbox.trust_model_code, "workers": sandbox.workers,
+            "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
+            "max_processes": limits.max_processes}
 
 
 def _write_json(path: Path, obj) -> None:
