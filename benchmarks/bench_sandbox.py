@@ -49,7 +49,7 @@ def _bare() -> None:
 
 def _throughput(data_dir: Path | None) -> dict:
     tasks = load_tasks("humaneval", data_dir=data_dir)
-    sandbox = Sandbox()
+    sandbox = Sandbox(trust_model_code=True)  # the reference solutions
     programs = [t.program(t.reference) for t in tasks]
     start = time.perf_counter()
     results = sandbox.run_many(programs)
@@ -66,7 +66,8 @@ def _throughput(data_dir: Path | None) -> dict:
 def main(repeats, data_dir, out):
     variants, unavailable = {"bare_subprocess": _bare}, {}
     for isolation in ("rlimits", "namespaces"):
-        sandbox = Sandbox(workers=1, isolation="rlimits" if isolation == "rlimits" else "auto")
+        sandbox = Sandbox(workers=1, isolation="rlimits" if isolation == "rlimits" else "auto",
+                          trust_model_code=True)  # runs only `pass`
         if sandbox.isolation == isolation:
             variants[isolation] = lambda sandbox=sandbox: sandbox.run("pass")
         else:

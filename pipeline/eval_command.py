@@ -6,53 +6,35 @@ from pathlib import Path
 
 import click
 
-from pipeline.errors import user_errors
+from common.settings import build_config
 from model_tools.gguf_models import resolve_model
+from pipeline.dataclass_options import dataclass_options
+from pipeline.errors import user_errors
+from pipeline.shared_options import MODELS_DIR_OPTION
+from stages.evaluate import EvalConfig
 
 
 @click.command("eval")
-@click.option("--model", required=True, help="Registry name, HF folder (a distill run's final/ too) or Hub id.")
-@click.option("--role", type=click.Choice(["teacher", "student", "distilled"]), default=None,
-              help="Default: distilled for a distill run's folder, else student.")
-@click.option("--out", "out_dir", default=None, help="Default: evals/<model folder name>.")
-@click.option("--benchmark", "benchmarks", multiple=True, default=["humaneval", "mbpp"], show_default=True)
-@click.option("--mode", type=click.Choice(["instruct", "completion"]), default="instruct", show_default=True)
-@click.option("--backend", type=click.Choice(["vllm", "hf"]), default="vllm", show_default=True)
-@click.option("--limit", default=0, show_default=True, help="Only the first N tasks (0 = all).")
-@click.option("--n-samples", default=1, show_default=True, help="Samples per task (pass@k).")
-@click.option("--temperature", default=0.0, show_default=True)
-@click.option("--max-new-tokens", default=512, show_default=True)
-@click.option("--models-dir", default="models", show_default=True)
-@click.option("--data-dir", default=None, type=click.Path(exists=True, file_okay=False),
-              help="Where HumanEval/MBPP live (default: the data akd ships, akd_data).")
-@click.option("--split", default="test", show_default=True,
-              help="MBPP split: test (11-510), validation (511-600), prompt (1-10), train, selection (1-10 + 511-600).")
-@click.option("--template", default=None,
-              help="Ask through this prompt template (inference/prompts.json); default: the "
-                   "benchmark's words as the only user turn.")
-@click.option("--templates-file", default=None, type=click.Path(dir_okay=False),
-              help="Extra templates, as for teacher-cache.")
-def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_samples, temperature,
-                 max_new_tokens, models_dir, data_dir, split, template, templates_file):
+@dataclass_options(EvalConfig)
+@MODELS_DIR_OPTION
+def eval_command(models_dir, **options):
     """HumanEval/MBPP pass@1 (and pass@k) of one model, generations and per-task results saved."""
     from inference.templates import get_template
     from stages.evaluate import evaluate_model
 
     with user_errors():
-        prompt_template = get_template(template, templates_file) if template else None
-        path = resolve_model(model, models_dir)
-        meta = distill_run_meta(Path(path))
-        role = role or ("distilled" if meta else "student")
-        out = Path(out_dir or Path("evals") / _name(path, meta))
-        summary = evaluate_model(path, out, benchmarks=benchmarks, mode=mode, backend=backend,
-                                 limit=limit or None, n_samples=n_samples, temperature=temperature,
-                                 max_new_tokens=max_new_tokens, role=role, meta=meta,
-                                 data_dir=Path(data_dir) if data_dir else None, progress=True,
-                                 split=split, template=prompt_template)
-    for name in benchmarks:
+        config = build_config(EvalConfig, options)
+        prompt_template = get_template(config.template, config.templates_file) if config.template else None
+        config.model = resolve_model(config.model, models_dir)
+        meta = distill_run_meta(Path(config.model))
+        config.out_dir = str(config.out_dir or Path("evals") / _name(config.model, meta))
+        summary = evaluate_model(config, role="distilled" if meta else "student", meta=meta,
+                                 template=prompt_template, progress=True)
+    for name in config.benchmarks:
         scores = summary["benchmarks"][name]
-        click.echo(f"{path} {name}: pass@1 = {100 * scores['pass@1']:.1f}% ({scores['n_tasks']} tasks)")
-    click.echo(f"results in {out}")
+        click.echo(f"{config.model} {name}: pass@1 = {100 * scores['pass@1']:.1f}% "
+                   f"({scores['n_tasks']} tasks)")
+    click.echo(f"results in {config.out_dir}")
 
 
 @click.command("report")

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from common.settings import setting
 from stages.distill.config import DistillConfig
+from stages.evaluate.config import EvalConfig
 from stages.teacher.config import TeacherCacheConfig
 
 CONFIG_FILE = "experiment.json"
+UNCOMPARED = ("trust_model_code",)  # may differ between runs of one grid: no output depends on it
 PLAIN = "plain"
 
 
@@ -55,6 +57,9 @@ class ExperimentConfig:
     eval_limit: int = setting(0, "Only the first N tasks of each benchmark (0 = all).")
     eval_max_new_tokens: int = 512
     backend: str = "vllm"
+    # let `akd eval` run answers without the namespace jail (not root); not part of the record
+    trust_model_code: bool = setting(EvalConfig.trust_model_code, "Passed to every `akd eval` step "
+                                     "(see `akd eval --help`).")
 
     def __post_init__(self):
         for name in ("templates", "enhanced_losses", "benchmarks"):
@@ -94,7 +99,8 @@ def save_or_check_config(config: ExperimentConfig) -> None:
     defaults = ExperimentConfig(out_dir=config.out_dir).to_dict()
     saved = {**defaults, **json.loads(path.read_text())}  # settings added since keep their default
     changed = [f"{key}: the grid in place has {saved.get(key)!r}, this command has {value!r}"
-               for key, value in config.to_dict().items() if saved.get(key) != value]
+               for key, value in config.to_dict().items()
+               if key not in UNCOMPARED and saved.get(key) != value]
     if changed:
         raise ExperimentError(f"{path}: {changed[0]}" + (f" (and {len(changed) - 1} more)"
                               if len(changed) > 1 else "") + "; use another --out-dir or delete it")

@@ -140,6 +140,8 @@ def _eval_step(config: ExperimentConfig, name: str, model: str, out: Path, *,
                 "--max-new-tokens", str(config.eval_max_new_tokens)]
         if meta and meta.get("role") == "teacher":
             args += ["--role", "teacher"]
+        if config.trust_model_code:
+            args += ["--trust-model-code"]
         if template is not None and template() != PLAIN:
             args += ["--template", template(), *_templates_file(config)]
         return args + [arg for b in wanted for arg in ("--benchmark", b)]

@@ -6,6 +6,7 @@ import pytest
 from common.settings import default_of, option_fields
 from pipeline.cli import main
 from stages.distill import DistillConfig
+from stages.evaluate import EvalConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
 from study.config import ExperimentConfig
 
@@ -13,6 +14,7 @@ from study.config import ExperimentConfig
 COMMANDS = {
     ("teacher-cache",): (TeacherCacheConfig, {"models_dir"}, set()),
     ("rollout",): (RolloutConfig, {"models_dir"}, set()),
+    ("eval",): (EvalConfig, {"models_dir"}, set()),
     # a sweep: --student/--loss repeat, and each pair gets its own run folder
     ("distill",): (DistillConfig, {"cache_dir", "students", "losses", "models_dir", "runs_dir"},
                    {"cache_dir", "student", "loss", "run_dir"}),

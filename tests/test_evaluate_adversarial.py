@@ -22,7 +22,8 @@ def tmp_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def sandbox(tmp_root):
     """Short timeout: these programs never end by themselves; benign ones take ~0.1 s."""
-    return Sandbox(Limits(timeout_s=3, memory_mb=512, max_processes=32), tmp_root=tmp_root)
+    return Sandbox(Limits(timeout_s=3, memory_mb=512, max_processes=32), tmp_root=tmp_root,
+                   trust_model_code=True)
 
 
 @pytest.fixture
@@ -51,6 +52,13 @@ def test_memory_bomb_fails(sandbox):
                  "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 26))\n"):
         result = sandbox.run(bomb)
         assert result.status == "failed" and "MemoryError" in result.message
+
+
+def test_memory_bombs_far_above_the_default_limit_fail(tmp_root):
+    roomy = Sandbox(Limits(timeout_s=10), tmp_root=tmp_root, trust_model_code=True)
+    for bomb in ("x = bytearray(1 << 40)\n", "x = 'x' * (1 << 37)\n", "x = [0] * (1 << 36)\n"):
+        result = roomy.run(bomb)
+        assert result.status == "failed" and "MemoryError" in result.message, (bomb, result)
 
 
 @pytest.mark.parametrize("bomb", [

@@ -2,10 +2,14 @@
 import os
 import shutil
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from stages.evaluate.isolation import UidPool, leftover_processes, shadow_plan, uid_range
+from stages.evaluate import sandbox as sandbox_module
+from stages.evaluate.isolation import (UidPool, leftover_processes, shadow_plan, uid_block,
+                                       uid_pool, uid_range)
 from stages.evaluate.sandbox import Limits, Sandbox, SandboxError
 
 
@@ -16,7 +20,7 @@ def tmp_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_root):
-    return Sandbox(Limits(timeout_s=5, memory_mb=1024), tmp_root=tmp_root)
+    return Sandbox(Limits(timeout_s=5, memory_mb=1024), tmp_root=tmp_root, trust_model_code=True)
 
 
 @pytest.fixture(autouse=True)
@@ -79,13 +83,14 @@ def test_message_is_the_tail_of_stderr(sandbox):
 
 
 def test_timeout(tmp_root):
-    quick = Sandbox(Limits(timeout_s=1), tmp_root=tmp_root, workers=1)
+    quick = Sandbox(Limits(timeout_s=1), tmp_root=tmp_root, workers=1, trust_model_code=True)
     result = quick.run("while True:\n    pass\n")
     assert result.status == "timeout" and result.duration_s < 4
 
 
 def test_unstartable_program_is_a_sandbox_error_not_a_failure(tmp_root, tmp_path):
-    broken = Sandbox(tmp_root=tmp_root, workers=1, python=str(tmp_path / "no-such-python"))
+    broken = Sandbox(tmp_root=tmp_root, workers=1, python=str(tmp_path / "no-such-python"),
+                     trust_model_code=True)
     result = broken.run("pass")
     assert result.status == "error" and "akd-sandbox" in result.message
 
@@ -139,3 +144,60 @@ def test_uid_pool_gives_distinct_unprivileged_uids():
     assert len(set(uids)) == 4 and all(u in uid_range() and u != 0 for u in uids)
     pool.release(uids[0])
     assert pool.acquire() == uids[0]
+
+
+def test_without_the_jail_model_code_is_refused_unless_trusted(monkeypatch, tmp_path):
+    """Not root (simulated): resource limits only, so the program could kill the evaluator;
+    the sandbox refuses unless the caller says the code is trusted."""
+    monkeypatch.setattr(sandbox_module.os, "geteuid", lambda: 1000)
+    sandbox_module.detect_isolation.cache_clear()
+    try:
+        with pytest.raises(SandboxError, match="not running as root.*--trust-model-code"):
+            Sandbox(tmp_root=tmp_path)
+        with pytest.raises(SandboxError, match="--trust-model-code"):
+            Sandbox(tmp_root=tmp_path, isolation="rlimits")
+        trusted = Sandbox(tmp_root=tmp_path, workers=1, trust_model_code=True)
+        assert trusted.isolation == "rlimits" and trusted.run("assert 1").status == "passed"
+    finally:
+        sandbox_module.detect_isolation.cache_clear()
+
+
+def test_the_default_address_space_leaves_room(tmp_root):
+    """3 GiB of reserved address space (what 40 threads take on a 16-core machine, or a large
+    library) is not memory used: the default limit must allow it."""
+    program = ("import mmap\nnoreserve = getattr(mmap, 'MAP_NORESERVE', 0x4000)  # Linux's value\n"
+               "flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | noreserve\n"
+               "m = mmap.mmap(-1, 3 << 30, flags=flags)\nm[0] = 1\n")
+    roomy = Sandbox(tmp_root=tmp_root, workers=1, trust_model_code=True)
+    assert roomy.run(program).status == "passed"
+
+
+def test_threads_do_not_multiply_the_address_space(tmp_root):
+    """glibc would give each thread a 64 MiB arena (up to 8 per core): the sandbox caps them."""
+    program = ("import threading\nbarrier = threading.Barrier(40)\n"
+               "def work():\n    x = [bytearray(100000) for _ in range(5)]\n    barrier.wait()\n"
+               "threads = [threading.Thread(target=work) for _ in range(40)]\n"
+               "for t in threads:\n    t.start()\nfor t in threads:\n    t.join()\n")
+    small = Sandbox(Limits(memory_mb=1024), tmp_root=tmp_root, workers=1, trust_model_code=True)
+    result = small.run(program)
+    assert result.status == "passed", result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting processes under other uids needs root")
+def test_leftover_check_counts_only_this_process_uid_block():
+    """Another evaluation on the machine (another uid block) running programs is not ours."""
+    own, foreign = uid_pool().uids[-1], uid_block(os.getpid() + 1)[0]
+    assert foreign not in uid_pool().uids
+    sleepers = [subprocess.Popen(["sleep", "30"], user=uid, group=uid) for uid in (own, foreign)]
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+                Path(f"/proc/{p.pid}").exists() for p in sleepers):
+            time.sleep(0.01)
+        left = leftover_processes()
+        assert not [line for line in left if line.endswith(f"uid={foreign}")], left
+        assert [line for line in left if line.endswith(f"uid={own}")], left
+    finally:
+        for sleeper in sleepers:
+            sleeper.kill()
+            sleeper.wait()

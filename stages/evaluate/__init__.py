@@ -7,8 +7,9 @@ the study's report (study/accuracy_report.py) can be rebuilt without running any
 from stages.evaluate.datasets import BENCHMARKS, Task, load_tasks
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.metrics import pass_at_k
-from stages.evaluate.run import ROLES, evaluate_model
+from stages.evaluate.config import ROLES, EvalConfig
+from stages.evaluate.run import evaluate_model
 from stages.evaluate.sandbox import ExecResult, Limits, Sandbox
 
-__all__ = ["BENCHMARKS", "ROLES", "EvaluationError", "ExecResult", "Limits", "Sandbox", "Task",
+__all__ = ["BENCHMARKS", "ROLES", "EvalConfig", "EvaluationError", "ExecResult", "Limits", "Sandbox", "Task",
            "evaluate_model", "load_tasks", "pass_at_k"]

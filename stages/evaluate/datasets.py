@@ -1,10 +1,13 @@
 """HumanEval and MBPP tasks, read from the checked files akd ships in data/ (see its SOURCES.md).
 
 A Task knows how to turn a solution (model code, or the reference) into the program the
-sandbox runs: solution, then the task's tests, in the order the benchmark's authors use.
+sandbox runs: solution, then the task's tests, in the order the benchmark's authors use, under
+harness.py, which fails a function the tests call when it returns something other than plain data.
 """
 from __future__ import annotations
 
+import ast
+import builtins
 import gzip
 import hashlib
 import json
@@ -12,6 +15,7 @@ from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
+from stages.evaluate import harness
 from stages.evaluate.errors import EvaluationError
 
 # The repository's data/ folder, installed as the package `akd_data` (editable or not).
@@ -30,6 +34,8 @@ MBPP_SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": ran
                # outside the test split: where choices (e.g. a teacher template) are made
                "selection": (*range(1, 11), *range(511, 601))}
 MBPP_SHOT_IDS = (2, 3, 4)  # the paper's 3-shot examples
+HARNESS = Path(harness.__file__).read_text()
+BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,34 @@ class Task:
     entry_point: str | None = None  # HumanEval's function under test
     test_list: tuple[str, ...] = ()  # MBPP's asserts, shown in the prompt
     test_imports: tuple[str, ...] = ()  # sanitized MBPP: imports the tests need
+    checked: tuple[str, ...] = ()  # names the tests call: their return values must be plain data
 
     def program(self, solution: str) -> str:
         """The program whose clean exit means the solution passed."""
         head = "".join(f"{line}\n" for line in self.test_imports)
-        return f"{head}{solution}\n\n{self.tests}\n"
+        solution, tests = f"{head}{solution}\n", f"{self.tests}\n"
+        return f"{HARNESS}\n\n_akd_run({solution!r}, {tests!r}, {self.checked!r})\n"
+
+
+def called_names(*sources: str) -> tuple[str, ...]:
+    """The plain names the tests call (`f(...)`, not `m.f(...)`) and look at the result of, first
+    appearance first. Calls inside the arguments of a call to a name that is not a builtin are
+    inputs, not results (`f([Pair(1, 2)])`: f's result is checked, Pair builds its input). A
+    source that does not parse contributes none (running it fails anyway)."""
+    names = {}
+    for source in sources:
+        try:
+            pending = [ast.parse(source)]
+        except SyntaxError:
+            continue
+        while pending:
+            node = pending.pop()
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                names.setdefault(node.func.id, None)
+                if node.func.id not in BUILTIN_NAMES:
+                    continue
+            pending.extend(reversed(list(ast.iter_child_nodes(node))))
+    return tuple(names)
 
 
 def load_tasks(benchmark: str, *, data_dir: Path | None = None, split: str = "test",
@@ -96,7 +125,8 @@ def _humaneval(data_dir: Path) -> list[Task]:
         tasks.append(Task(
             benchmark="humaneval", task_id=row["task_id"], prompt=row["prompt"],
             reference=row["prompt"] + row["canonical_solution"], entry_point=row["entry_point"],
-            tests=f"{row['test']}\n\ncheck({row['entry_point']})"))
+            tests=f"{row['test']}\n\ncheck({row['entry_point']})",
+            checked=(row["entry_point"], *called_names(row["test"]))))
     return tasks
 
 
@@ -114,7 +144,7 @@ def _mbpp(data_dir: Path) -> dict[int, Task]:
         tasks[row["task_id"]] = Task(
             benchmark="mbpp", task_id=f"Mbpp/{row['task_id']}", prompt=row["text"],
             reference=_crlf(row["code"]), tests=f"{setup}\n{tests}" if setup else tests,
-            test_list=tuple(row["test_list"]))
+            test_list=tuple(row["test_list"]), checked=called_names(*row["test_list"]))
     return tasks
 
 
@@ -123,5 +153,6 @@ def _mbpp_sanitized(data_dir: Path) -> dict[int, Task]:
     return {row["task_id"]: Task(
         benchmark="mbpp_sanitized", task_id=f"Mbpp/{row['task_id']}", prompt=row["prompt"],
         reference=_crlf(row["code"]), tests="\n".join(row["test_list"]),
-        test_list=tuple(row["test_list"]), test_imports=tuple(row["test_imports"]))
+        test_list=tuple(row["test_list"]), test_imports=tuple(row["test_imports"]),
+        checked=called_names(*row["test_list"]))
         for row in rows}

@@ -63,6 +63,12 @@ def uid_range() -> range:
     return range(UID_BASE, UID_BASE + UID_BLOCK * UID_BLOCKS)
 
 
+def uid_block(pid: int) -> range:
+    """The uids the sandbox of process `pid` draws from (one block per evaluating process)."""
+    start = UID_BASE + (pid % UID_BLOCKS) * UID_BLOCK
+    return range(start, start + UID_BLOCK)
+
+
 class UidPool:
     """A distinct uid for every program running at once: RLIMIT_NPROC counts per uid, so a
     fork bomb exhausts only its own budget, and programs cannot signal each other. Each process
@@ -70,8 +76,8 @@ class UidPool:
 
     def __init__(self):
         self._pid = os.getpid()
-        start = UID_BASE + (self._pid % UID_BLOCKS) * UID_BLOCK
-        self._free = list(range(start + UID_BLOCK - 1, start - 1, -1))
+        self.uids = uid_block(self._pid)
+        self._free = list(reversed(self.uids))
         self._cond = threading.Condition()
 
     def acquire(self) -> int:
@@ -98,9 +104,11 @@ def uid_pool() -> UidPool:
         return _pools[pid]
 
 
-def leftover_processes() -> list[str]:
-    """Processes running under any sandbox uid ("pid name uid"): none should outlive its
-    program. For checks and diagnostics."""
+def leftover_processes(uids: range | None = None) -> list[str]:
+    """Processes running under a uid of `uids` ("pid name uid"), by default this process's
+    own block: none should outlive its program. Another evaluation on the machine uses another
+    block, so its running programs are not counted. For checks and diagnostics."""
+    uids = uid_pool().uids if uids is None else uids
     left = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -109,6 +117,6 @@ def leftover_processes() -> list[str]:
         except OSError:  # it ended while we looked
             continue
         uid = int(fields.get("Uid", "0").split()[0])
-        if uid in uid_range():
+        if uid in uids:
             left.append(f"{status.parent.name} {fields.get('Name', '').strip()} uid={uid}")
     return left

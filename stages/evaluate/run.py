@@ -17,39 +17,40 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.evaluate.datasets import BENCHMARKS, load_tasks, mbpp_shots
+from stages.evaluate.datasets import load_tasks, mbpp_shots
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.generate import GenerationSettings, generate_answers
-from stages.evaluate.prompts import MODES, build_prompt
-from stages.evaluate.sandbox import Limits, Sandbox
+from stages.evaluate.config import ROLES, EvalConfig
+from stages.evaluate.prompts import build_prompt
+from stages.evaluate.sandbox import Sandbox
 from stages.evaluate.score import score_answers, summarize
 
 log = logging.getLogger(__name__)
-ROLES = ("teacher", "student", "distilled")
 SUMMARY_KIND = "akd-eval"
 # Settings that change the answers: a saved generation is reused only if all of them match.
 _GENERATION_KEYS = ("model", "mode", "split", "task_ids", "max_new_tokens", "temperature",
                     "n_samples", "seed", "template")
 
 
-def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"),
-                   mode: str = "instruct", backend: str = "vllm", limit: int | None = None,
-                   n_samples: int = 1, temperature: float = 0.0, max_new_tokens: int = 512,
-                   role: str = "student", meta: dict | None = None,
-                   data_dir: Path | None = None, split: str = "test", seed: int = 0,
-                   max_model_len: int = 4096, dtype: str = "auto",
-                   limits: Limits | None = None, engine=None, progress: bool = False,
-                   template=None) -> dict:
-    """Scores of `model` (a local folder); writes the files above and returns summary.json.
+def evaluate_model(config: EvalConfig, *, role: str = "student", meta: dict | None = None,
+                   engine=None, template=None, progress: bool = False) -> dict:
+    """Scores of `config.model` (a local folder); writes the files above and returns summary.json.
 
-    `engine` (an inference.Engine) is used instead of loading one; it is not closed here.
-    `template` (an inference.templates.PromptTemplate) wraps instruct prompts; None = plain.
+    `role` applies where `config.role` is unset. `engine` (an inference.Engine) is used instead
+    of loading one; it is not closed here. `template` (an inference.templates.PromptTemplate)
+    wraps instruct prompts; None = plain. `config.trust_model_code` allows running the answers
+    without the namespace jail (see sandbox.py).
     """
-    _check_options(benchmarks, mode, role, n_samples, temperature)
-    out_dir = Path(out_dir)
+    model, mode, split, limit = config.model, config.mode, config.split, config.limit
+    role = config.role or role
+    if role not in ROLES:
+        raise EvaluationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    out_dir = Path(config.out_dir)
+    data_dir = Path(config.data_dir) if config.data_dir else None
     template_name = template.name if template is not None else None
-    settings = GenerationSettings(max_new_tokens, temperature, n_samples, seed)
-    sandbox = Sandbox(limits or Limits())
+    settings = GenerationSettings(config.max_new_tokens, config.temperature, config.n_samples,
+                                  config.seed)
+    sandbox = Sandbox(config.limits, trust_model_code=config.trust_model_code)
     owned = None
 
     def get_engine():
@@ -59,13 +60,13 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
         if owned is None:
             from inference import load_engine
 
-            owned = load_engine(model, backend=backend, max_model_len=max_model_len,
-                                dtype=dtype, seed=seed)
+            owned = load_engine(model, backend=config.backend, max_model_len=config.max_model_len,
+                                dtype=config.dtype, seed=config.seed)
         return owned
 
     # All answers first, then the engine goes (its memory and cores), then the sandbox runs.
     plans = [_plan(name, model=model, mode=mode, split=split, limit=limit, data_dir=data_dir,
-                   settings=settings, template=template) for name in benchmarks]
+                   settings=settings, template=template) for name in config.benchmarks]
     try:
         answers = [_answers(plan, out_dir / plan.name, settings, get_engine) for plan in plans]
     finally:
@@ -76,6 +77,8 @@ def evaluate_model(model: str, out_dir: Path, *, benchmarks=("humaneval", "mbpp"
         per_benchmark[plan.name] = _score(plan, records, out_dir / plan.name, settings,
                                           sandbox, progress)
         log.info("%s %s pass@1 = %.4f", model, plan.name, per_benchmark[plan.name]["pass@1"])
+    n_samples, temperature, max_new_tokens = settings.n_samples, settings.temperature, settings.max_new_tokens
+    backend = config.backend
     summary = {
         "kind": SUMMARY_KIND, "version": 1, "model": model, "role": role, "meta": meta or {},
         "mode": mode, "backend": backend, "split": split, "limit": limit,
@@ -100,21 +103,6 @@ def _earlier_benchmarks(path: Path, model: str, mode: str, split: str, n_samples
     same = (model, mode, split, n_samples, temperature, max_new_tokens, template) == tuple(
         earlier.get(key) for key in keys)
     return earlier.get("benchmarks", {}) if same else {}
-
-
-def _check_options(benchmarks, mode: str, role: str, n_samples: int, temperature: float) -> None:
-    unknown = [b for b in benchmarks if b not in BENCHMARKS]
-    if unknown or not benchmarks:
-        raise EvaluationError(
-            f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHMARKS)}")
-    if mode not in MODES:
-        raise EvaluationError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    if role not in ROLES:
-        raise EvaluationError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if n_samples < 1:
-        raise EvaluationError(f"n_samples must be >= 1, got {n_samples}")
-    if n_samples > 1 and temperature == 0:
-        raise EvaluationError("n_samples > 1 needs temperature > 0 (greedy samples are identical)")
 
 
 @dataclass(frozen=True)
@@ -185,8 +173,9 @@ def _saved_generations(bench_dir: Path, wanted: dict) -> list[dict] | None:
 def _sandbox_info(sandbox: Sandbox) -> dict:
     limits = sandbox.limits
     return {"isolation": sandbox.isolation, "isolation_reason": sandbox.isolation_reason,
-            "workers": sandbox.workers, "timeout_s": limits.timeout_s,
-            "memory_mb": limits.memory_mb, "max_processes": limits.max_processes}
+            "trust_model_code": sandbox.trust_model_code, "workers": sandbox.workers,
+            "timeout_s": limits.timeout_s, "memory_mb": limits.memory_mb,
+            "max_processes": limits.max_processes}
 
 
 def _write_json(path: Path, obj) -> None:

@@ -11,6 +11,10 @@ pipe. A program that ends the interpreter early (exit(), sys.exit(), os._exit(0)
 exec of another binary) never writes it and fails. This guards against accidental early exits,
 not against code written to forge the sentinel (it runs in the same process and could read the
 pipe itself); models are not assumed to attack the harness.
+
+Without the jail (not root, or no namespaces: `rlimits`) a program runs as the evaluating user:
+it could kill the evaluator, leave a setsid() daemon behind and write wherever that user can.
+Such a Sandbox is refused unless the caller says the code is trusted (`trust_model_code`).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from common.settings import setting
 from stages.evaluate import jail
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.isolation import interpreter_paths, shadow_plan, uid_pool
@@ -43,13 +48,30 @@ class SandboxError(EvaluationError):
     """The sandbox was asked for something it cannot do."""
 
 
+UNTRUSTED_WITHOUT_JAIL = (
+    "refusing to run model code without the namespace jail ({reason}): with resource limits "
+    "only, a program could kill the evaluator, leave processes behind and write anywhere this "
+    "user can; run as root on a machine with namespaces, or pass --trust-model-code")
+
+
 @dataclass(frozen=True)
 class Limits:
-    timeout_s: float = 10.0  # wall clock, whole process group killed after it
-    memory_mb: int = 2048  # RLIMIT_AS
-    max_processes: int = 64  # RLIMIT_NPROC (per sandbox uid; enforced only when isolated)
-    max_file_mb: int = 16  # RLIMIT_FSIZE: largest file the program may write (stderr included)
-    workdir_mb: int = 64  # size of the tmpfs working directory (isolated mode)
+    timeout_s: float = setting(10.0, "Sandbox: wall-clock seconds per program (its whole process "
+                                     "group is killed after it).")
+    # RLIMIT_AS, which counts address space, not memory used: the canonical HumanEval/MBPP
+    # programs peak at 18 MiB, `import torch` at 0.6 GiB, each thread adds an 8 MiB stack.
+    memory_mb: int = setting(4096, "Sandbox: address space per program (RLIMIT_AS, MiB; counts "
+                                   "mapped, not used, memory).")
+    max_processes: int = setting(64, "Sandbox: processes and threads per program (namespace jail "
+                                     "only).")
+    max_file_mb: int = setting(16, "Sandbox: largest file a program may write, stderr included (MiB).")
+    workdir_mb: int = setting(64, "Sandbox: size of a program's working directory (MiB, namespace "
+                                  "jail only).")
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if not value > 0:
+                raise SandboxError(f"sandbox limit {name} must be > 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,9 @@ def scrubbed_env(workdir: str) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
+        # glibc gives each thread its own 64 MiB malloc arena, up to 8 per core: a program with
+        # 40 threads would need 2.9 GiB of address space on a 16-core machine, 1.2 GiB on 2.
+        "MALLOC_ARENA_MAX": "2",
     }
 
 
@@ -110,7 +135,7 @@ class Sandbox:
 
     def __init__(self, limits: Limits = Limits(), *, workers: int | None = None,
                  tmp_root: str | Path | None = None, isolation: str = "auto",
-                 python: str = sys.executable):
+                 python: str = sys.executable, trust_model_code: bool = False):
         if isolation not in ("auto", "namespaces", "rlimits"):
             raise SandboxError(f"isolation must be auto, namespaces or rlimits, not {isolation!r}")
         self.limits = limits
@@ -122,7 +147,11 @@ class Sandbox:
         self.isolation_reason = ""
         if isolation == "auto":
             isolation, self.isolation_reason = detect_isolation(self.tmp_root)
+        if isolation == "rlimits" and not trust_model_code:
+            reason = self.isolation_reason or "rlimits was asked for"
+            raise SandboxError(UNTRUSTED_WITHOUT_JAIL.format(reason=reason))
         self.isolation = isolation
+        self.trust_model_code = trust_model_code
         self._shadows = shadow_plan(interpreter_paths(python)) if isolation == "namespaces" else []
 
     def run_many(self, programs: Sequence[str], progress=None) -> list[ExecResult]:
