@@ -46,13 +46,16 @@ def options(cache, student, run_dir) -> dict:
 
 
 def stats_left_on_the_device(monkeypatch):
-    """The loss as it should be: statistics as device tensors (float64 0-d), nothing read back."""
+    """The loss as it should be: statistics as device tensors (float64 0-d), nothing read back.
+    Training forwards only: evaluation.py still sums its statistics as Python numbers."""
     from stages.distill import student
 
     real = student.topk_distill_loss
 
     def loss(*args, **kwargs):
         value, stats = real(*args, **kwargs)
+        if not torch.is_grad_enabled():
+            return value, stats
         return value, {k: v if k == "tokens" else torch.tensor(v, dtype=torch.float64) for k, v in stats.items()}
 
     monkeypatch.setattr(student, "topk_distill_loss", loss)
