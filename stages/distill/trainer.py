@@ -72,7 +72,7 @@ def _train(config: DistillConfig, env) -> dict:
     return _finish(run)
 
 
-def _train_step(run: "_Run", bar) -> None:
+def _train_step(run: _Run, bar) -> None:
     """One optimizer step, then what it is due: log, evaluate, checkpoint."""
     config = run.config
     step_start = time.perf_counter()
