@@ -7,13 +7,16 @@
     FKL and plain cross-entropy on the step's own positions;
 (c) the share of training time the trainer waits for its loader (goal <= 2%), from a real
     `train()` run on the same synthetic cache with a shallower student (a faster step is
-    the harder case for the loader).
+    the harder case for the loader), and that run's host syncs per step (tensor reads back
+    to Python, counted by tests/host_syncs.py and split by the code that asked: the training
+    loop, the loss, the model; --log-every above 1 shows the steps that log nothing).
 Random weights built from Qwen2.5-Coder-0.5B's config (hidden 896, vocab 151,936), a
 synthetic 151,665-token tokenizer and a synthetic k=20 cache written with CacheWriter;
 nothing is downloaded. Wall and process CPU times are both reported: the CPU time is
 steadier when other jobs share the cores.
 
     .venv/bin/python benchmarks/bench_distill.py    # ~4 minutes on 2 idle cores, 8 GiB
+    .venv/bin/python benchmarks/bench_distill.py --parts loader --loader-layers 1   # the trainer only
 Writes bench-results/distill.json and prints it.
 """
 from __future__ import annotations
@@ -33,12 +36,14 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from cache_schema import CachedExample, CacheReader, CacheWriter, tokenizer_fingerprint  # noqa: E402
 from stages.distill import DistillConfig, train  # noqa: E402
 from stages.distill.batching import collate, fit_example  # noqa: E402
 from stages.distill.losses import LossConfig, topk_distill_loss  # noqa: E402
 from stages.distill.student import DistillStudent  # noqa: E402
+from host_syncs import SyncCounter  # noqa: E402
 
 QWEN_05B = dict(hidden_size=896, intermediate_size=4864, num_attention_heads=14, num_key_value_heads=2,
                 vocab_size=151_936, max_position_embeddings=32768, rope_theta=1e6, rms_norm_eps=1e-6,
@@ -178,26 +183,46 @@ def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
                                            "plain_cross_entropy": plain_ce}, repeats)}
 
 
-def loader_share(work: Path, cache: Path, tokenizer, layers: int, steps: int, tokens: int) -> dict:
+def loader_share(work: Path, cache: Path, tokenizer, layers: int, steps: int, tokens: int, log_every: int) -> dict:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
     student = work / "student"
     Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=layers, **QWEN_05B)).save_pretrained(student)
     tokenizer.save_pretrained(student)
-    summary = train(DistillConfig(cache_dir=str(cache), student=str(student), run_dir=str(work / "run"),
-                                  max_steps=steps, max_batch_tokens=tokens, max_seq_len=tokens // 2,
-                                  num_workers=1, eval_fraction=0.0, checkpoint_every=10**6, progress=False,
-                                  plots=False, overwrite=True))
+    config = DistillConfig(cache_dir=str(cache), student=str(student), run_dir=str(work / "run"), max_steps=steps,
+                           max_batch_tokens=tokens, max_seq_len=tokens // 2, num_workers=1, eval_fraction=0.0,
+                           checkpoint_every=10**6, log_every=log_every, progress=False, plots=False, overwrite=True)
+    with SyncCounter(config.grad_accum) as counter:
+        summary = train(config)
     train_rows = [r for r in summary["metrics"] if r["split"] == "train"]
     later = train_rows[1:]  # step 1 also waits for the worker process to start
+    total_wait = summary["loader_wait_share"] * summary["train_time_s"]
     return {
-        "student_layers": layers, "steps": steps, "num_workers": 1,
+        "student_layers": layers, "steps": steps, "num_workers": 1, "log_every": log_every,
         "share_all_steps": summary["loader_wait_share"],
-        "share_after_first_step": sum(r["data_wait_s"] for r in later) / sum(r["step_time_s"] for r in later),
+        "share_after_first_step": (sum(r["data_wait_s"] for r in later) / sum(r["step_time_s"] for r in later)
+                                   if later else None),
         "first_step_wait_s": train_rows[0]["data_wait_s"],
         "median_step_s": statistics.median(r["step_time_s"] for r in train_rows),
+        "train_time_per_step_s": summary["train_time_s"] / steps, "loader_wait_s": total_wait,
+        "host_syncs_per_step": host_syncs(counter, steps, log_every),
     }
+
+
+def host_syncs(counter: SyncCounter, steps: int, log_every: int) -> dict:
+    """Median reads back to the host per step, by who asked, on steps that log and steps that do
+    not (the last step, which also saves the model, is left out), and the loop's all-reduces."""
+    logging = [s for s in range(1, steps) if s % log_every == 0]
+    quiet = [s for s in range(1, steps) if s % log_every]
+
+    def median(bucket, kind="sync", name=None):
+        per_step = counter.per_step(bucket, kind, name)
+        return {label: statistics.median(per_step[s] for s in chosen)
+                for label, chosen in (("logging_step", logging), ("quiet_step", quiet)) if chosen}
+
+    return {"training_loop": median("loop"), "loss": median("loss"), "model": median("model"),
+            "loader": median("loader"), "training_loop_all_reduce": median("loop", "collective", "all_reduce")}
 
 
 def _ratios(times: dict, a: str, b: str) -> dict:
@@ -219,9 +244,17 @@ def _log(started: float, what: str) -> None:
 @click.option("--k", default=20, show_default=True)
 @click.option("--repeats", default=3, show_default=True, help="timed runs of each variant, taken in turns")
 @click.option("--chunk-size", default=LossConfig().chunk_size, show_default=True)
+@click.option("--log-every", default=DistillConfig.log_every, show_default=True,
+              help="log_every of the loader run (host syncs are counted on steps that log and steps that do not)")
+@click.option("--parts", default="step,loss,loader", show_default=True,
+              help="which parts to run: step (a), loss (b), loader (c), comma-separated")
 @click.option("--out", default=str(ROOT / "bench-results" / "distill.json"), show_default=True)
-def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_size, out):
+def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_size, log_every, parts, out):
     started = time.perf_counter()
+    parts = set(parts.split(","))
+    if not parts <= {"step", "loss", "loader"}:
+        raise click.BadParameter(f"unknown part(s) {sorted(parts - {'step', 'loss', 'loader'})}", param_hint="--parts")
+    result = {}
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
         work = Path(tmp)
         tokenizer = build_tokenizer(work / "tokenizer")
@@ -229,23 +262,25 @@ def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_si
         batch = first_batch(cache, tokens, rows)
         vocab = len(tokenizer.get_vocab())
         _log(started, "cache written")
-        steps = step_times(layers, batch, vocab, repeats, chunk_size)
-        _log(started, "step times")
-        losses = loss_times(batch, vocab, repeats, chunk_size)
-        _log(started, "loss times")
-        loader = loader_share(work, cache, tokenizer, loader_layers, loader_steps, tokens)
-        _log(started, "loader run")
+        if "step" in parts:
+            steps = step_times(layers, batch, vocab, repeats, chunk_size)
+            result.update({"step": steps, "step_ratio_akd_over_fkl": _ratios(steps, "akd", "fkl"),
+                           "step_ratio_akd_over_hf_ce": _ratios(steps, "akd", "hf_cross_entropy")})
+            _log(started, "step times")
+        if "loss" in parts:
+            losses = loss_times(batch, vocab, repeats, chunk_size)
+            result.update({"loss_only": losses, "loss_ratio_akd_over_fkl": _ratios(losses, "akd", "fkl"),
+                           "loss_ratio_akd_over_plain_ce": _ratios(losses, "akd", "plain_cross_entropy")})
+            _log(started, "loss times")
+        if "loader" in parts:
+            result["loader"] = loader_share(work, cache, tokenizer, loader_layers, loader_steps, tokens, log_every)
+            _log(started, "loader run")
     result = {
         "setup": {"layers": layers, "batch": list(batch["input_ids"].shape), "k": k, "vocab": QWEN_05B["vocab_size"],
                   "tokenizer_ids": vocab, "chunk_size": chunk_size, "threads": torch.get_num_threads(),
-                  "precision": "float32 master weights, bf16 autocast, fused AdamW", "repeats": repeats},
-        "step": steps,
-        "step_ratio_akd_over_fkl": _ratios(steps, "akd", "fkl"),
-        "step_ratio_akd_over_hf_ce": _ratios(steps, "akd", "hf_cross_entropy"),
-        "loss_only": losses,
-        "loss_ratio_akd_over_fkl": _ratios(losses, "akd", "fkl"),
-        "loss_ratio_akd_over_plain_ce": _ratios(losses, "akd", "plain_cross_entropy"),
-        "loader": loader,
+                  "precision": "float32 master weights, bf16 autocast, fused AdamW", "repeats": repeats,
+                  "parts": sorted(parts)},
+        **result,
         "goals": {"step_ratio_akd_over_fkl_max": 1.10, "loader_share_max": 0.02},
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "bench_wall_s": time.perf_counter() - started,

@@ -137,3 +137,23 @@ def test_a_diverging_run_stops_at_the_first_nonfinite_loss_keeping_the_last_chec
     kept = list_checkpoints(tmp_path)
     assert kept and kept[-1].name == f"step-{failed - 1:07d}" and str(kept[-1]) in str(caught.value)
     assert not (tmp_path / "final").exists()
+
+
+def test_a_loss_gone_nonfinite_between_logging_steps_is_named_at_the_next_one(topk_cache, tiny_student, tmp_path):
+    """The loop checks for non-finite values only when it reads its statistics back (logging,
+    evaluating, saving): the error still names the first bad step, and nothing after it is
+    logged or saved."""
+    every_step = tiny_config(topk_cache, tiny_student, tmp_path / "a", lr=1e30, max_steps=20, checkpoint_every=1,
+                             grad_clip=0.0, eval_fraction=0.0)
+    with pytest.raises(NonFiniteLossError, match=r"step (\d+): the loss is nan on 1 rank") as caught:
+        train(every_step)
+    first_bad = int(str(caught.value).split()[1].rstrip(":"))
+    sparse = tiny_config(topk_cache, tiny_student, tmp_path / "b", lr=1e30, max_steps=20, checkpoint_every=4,
+                         log_every=4, grad_clip=0.0, eval_fraction=0.0)
+    with pytest.raises(NonFiniteLossError, match=rf"step {first_bad}: the loss is nan on 1 rank"):
+        train(sparse)
+    kept = list_checkpoints(tmp_path / "b")
+    assert all(int(p.name.split("-")[1]) < first_bad for p in kept)
+    logged = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert all(step < first_bad for step in logged)
+    assert first_bad % 4, "pick settings where the first bad step is not a logging step"

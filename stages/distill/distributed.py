@@ -89,7 +89,16 @@ def gradient_sync(module, enabled: bool):
     yield
 
 
+def all_reduce_sum(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a device tensor over ranks in place and return it. Nothing is read back: on a GPU
+    the host goes on queueing work while the reduction runs."""
+    if env.distributed:
+        dist.all_reduce(tensor)
+    return tensor
+
+
 def sum_across(env: DistEnv, values: list[float]) -> list[float]:
+    """Sum host numbers over ranks (a host sync): for setup and evaluation, not the step."""
     if not env.distributed:
         return list(values)
     tensor = torch.tensor(values, dtype=torch.float64, device=env.device)
@@ -111,14 +120,6 @@ def gather_objects(env: DistEnv, obj) -> list:
     out = [None] * env.world
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(env: DistEnv, obj):
-    if not env.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def barrier(env: DistEnv) -> None:

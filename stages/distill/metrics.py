@@ -1,4 +1,4 @@
-"""metrics.jsonl and the PNG plots of a run.
+"""A step's training statistics, metrics.jsonl and the PNG plots of a run.
 
 Each record is one line: {"split": "train" | "eval", "step": ..., ...}. On resume the file
 is rewritten from the checkpoint's records, so lines of a killed segment disappear.
@@ -9,7 +9,78 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
+from . import distributed
+
 METRICS_FILE = "metrics.jsonl"
+# the loss's statistics a train record holds: means over the step's response tokens
+TRAIN_STATS = ("loss", "fkl", "rkl", "head_weight", "top1_agreement", "ce", "teacher_topk_mass",
+               "student_topk_mass")
+
+
+class StepStats:
+    """Token-weighted sums of one optimizer step's loss statistics, float64 [len(TRAIN_STATS)],
+    kept where the loss left them: adding a micro-batch never reads a device value back, so
+    the trainer can wait until a logging step to sum them over ranks and read them once.
+    The loss may hand its statistics as Python numbers (summed on the host, as today's loss
+    does) or as tensors (summed on their device)."""
+
+    def __init__(self) -> None:
+        self.sums: torch.Tensor | None = None
+
+    def add(self, stats: dict) -> None:
+        weighted = _as_vector([stats[name] for name in TRAIN_STATS]) * stats["tokens"]
+        self.sums = weighted if self.sums is None else self.sums + weighted
+
+    @property
+    def loss_sum(self) -> torch.Tensor:
+        """Sum of loss x tokens: NaN or infinite whenever one micro-batch's loss was."""
+        return self.sums[TRAIN_STATS.index("loss")]
+
+    @staticmethod
+    def means(sums: list[float], tokens: float) -> dict:
+        """The train record's statistics from sums already added over ranks."""
+        return {name: value / tokens for name, value in zip(TRAIN_STATS, sums)}
+
+
+class NonFiniteWatch:
+    """The first step at which this rank's loss or gradient norm was not finite, noted on the
+    device without reading it back. A step that reads its statistics back learns, through
+    flags() in its all-reduce, whether any rank saw one; only then are the details gathered."""
+
+    WHAT = ("loss", "gradient norm")  # the order the loop meets them in within a step
+
+    def __init__(self) -> None:
+        self.first: list[torch.Tensor | None] = [None] * len(self.WHAT)  # each [step, value]; step 0: none yet
+
+    def note(self, step: int, *values: torch.Tensor) -> None:
+        for i, value in enumerate(values):
+            value = value.detach().to(torch.float64).reshape(())
+            if self.first[i] is None:
+                self.first[i] = torch.zeros(2, dtype=torch.float64, device=value.device)
+            fresh = (self.first[i][0] == 0) & ~torch.isfinite(value)
+            self.first[i] = torch.where(fresh, torch.stack([torch.full_like(value, step), value]), self.first[i])
+
+    def flags(self, device) -> torch.Tensor:
+        """[len(WHAT)] float64: 1 where this rank has seen that value non-finite."""
+        return torch.cat([(first[:1] > 0).to(device, torch.float64) for first in self.first])
+
+    def first_failure(self, env) -> tuple[int, str, float, int]:
+        """(step, what, value, ranks) of the earliest non-finite value on any rank. Collective."""
+        per_rank = distributed.gather_objects(env, [first.tolist() for first in self.first])
+        seen = [(int(step), order, value) for noted in per_rank for order, (step, value) in enumerate(noted) if step]
+        step, order, value = min(seen, key=lambda s: s[:2])  # the lowest rank's value at that check
+        ranks = sum(1 for s in seen if s[:2] == (step, order))
+        return step, self.WHAT[order], value, ranks
+
+
+def _as_vector(values: list) -> torch.Tensor:
+    tensors = [v for v in values if torch.is_tensor(v)]
+    if not tensors:
+        return torch.tensor(values, dtype=torch.float64)
+    device = tensors[0].device
+    return torch.stack([torch.as_tensor(v, device=device).detach().to(torch.float64).reshape(()) for v in values])
 
 
 def _clean(value):

@@ -1,4 +1,5 @@
-"""Stage two: train a student on a teacher cache. Reads top to bottom, like nanoGPT's train.py.
+"""Stage two: train a student on a teacher cache. `_train` reads like a recipe: set up, then
+each step fetch micro-batches, forward and backward, clip, update, and do what the step is due.
 
     from stages.distill import DistillConfig, train
     summary = train(DistillConfig(cache_dir="caches/x", student="models/student", run_dir="runs/x"))
@@ -8,6 +9,13 @@ per-rank micro-batch x world x grad_accum; the loss of a step is the mean over a
 response tokens, whatever rank or micro-batch they fell in. Kill it at any moment and rerun
 the same command: it resumes from the last checkpoint and, with deterministic=True and
 fixed threads on a CPU, ends with the same weights as an uninterrupted run.
+
+Syncs: a step that logs, evaluates and saves nothing reads nothing back from the device and
+makes one all-reduce, of its token count (the loss weights need it before backward); its
+statistics, gradient norm and a note of any non-finite value stay on the device. A step that
+logs (or evaluates, or saves) sums them over ranks in one more all-reduce and reads them
+back in one copy; a non-finite loss or gradient norm seen since stops the run there, before
+anything is logged or saved.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import random
 import resource
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -26,20 +35,18 @@ from tqdm import tqdm
 from cache_schema import CacheError, CacheReader, tokenizer_fingerprint
 
 from . import distributed
-from .checkpoint import (MODEL_DIR, load_trainer_state, rng_state, save_checkpoint, save_final,
-                         set_rng_state)
+from .checkpoint import (MODEL_DIR, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
+                         save_final, set_rng_state)
 from .config import DistillConfig
-from .data import BatchingOptions, BatchStream, DataPosition, batch_tokens, heldout_batches, move_batch
+from .data import BatchingOptions, BatchStream, DataPosition, heldout_batches, move_batch
 from .errors import DistillConfigError, NonFiniteLossError
 from .evaluation import evaluate
-from .metrics import MetricsLog, plot_metrics
+from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics
 from .rundir import prepare_run_dir, run_record
 from .student import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
 FINAL_DIR = "final"
 SUMMARY_FILE = "summary.json"
-TRAIN_STATS = ("loss", "fkl", "rkl", "head_weight", "top1_agreement", "ce", "teacher_topk_mass",
-               "student_topk_mass")
 
 
 def train(config: DistillConfig) -> dict:
@@ -54,45 +61,130 @@ def train(config: DistillConfig) -> dict:
 
 
 def _train(config: DistillConfig, env) -> dict:
+    run = _start(config, env)
+    bar = tqdm(total=config.max_steps, initial=run.step, desc="distill", unit="step", dynamic_ncols=True,
+               disable=not (env.is_main and config.progress))
+    if run.have_eval and run.step == 0:
+        _evaluate(run)  # the starting point of the eval curve
+    while run.step < config.max_steps:
+        _train_step(run, bar)
+    bar.close()
+    return _finish(run)
+
+
+def _train_step(run: _Run, bar) -> None:
+    """One optimizer step, then what it is due: log, evaluate, checkpoint."""
+    config = run.config
+    step_start = time.perf_counter()
+    batches = [run.stream.next() for _ in range(config.grad_accum)]
+    data_wait = time.perf_counter() - step_start
+    stats, tokens = _forward_backward(run, batches)
+    grad_norm = _clip_gradients(run.module, config.grad_clip)
+    lr = _optimizer_step(run)
+    run.step += 1
+    run.watch.note(run.step, stats.loss_sum, grad_norm)
+    due = _Due.at(run)
+    report = _read_back(run, stats, tokens, grad_norm) if due.anything else None
+    step_time = time.perf_counter() - step_start
+    run.wait_total, run.step_total = run.wait_total + data_wait, run.step_total + step_time
+    bar.update(1)
+    if report is None:
+        return
+    _stop_if_nonfinite(run, report)
+    if due.log:
+        _log_train(run, report, lr, step_time, data_wait)
+        bar.set_postfix(loss=f"{report.stats['loss']:.4f}", lr=f"{lr:.2e}")
+    if due.eval:
+        _evaluate(run)
+        if run.env.is_main and config.plots:
+            plot_metrics(run.log.records, run.run_dir)
+    if due.checkpoint:
+        _save_checkpoint(run)
+
+
+# ---- setup ----
+@dataclass
+class _Run:
+    """What the loop works on; built once by _start."""
+
+    config: DistillConfig
+    env: distributed.DistEnv
+    manifest: object
+    tokenizer: object
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    autocast: torch.autocast
+    stream: BatchStream
+    position: DataPosition  # the stream advances it; checkpoints save it
+    eval_batches: list
+    have_eval: bool  # some rank holds held-out batches
+    log: MetricsLog
+    step: int
+    started: float  # perf_counter at the start of this process's run
+    elapsed_before: float  # seconds trained before this process resumed
+    watch: NonFiniteWatch = field(default_factory=NonFiniteWatch)
+    wait_total: float = 0.0
+    step_total: float = 0.0
+
+    @property
+    def run_dir(self):
+        return self.config.run_path
+
+
+def _start(config: DistillConfig, env) -> _Run:
     started = time.perf_counter()
-    # ---- the cache and the student's tokenizer must agree before anything is trained ----
-    reader = CacheReader(config.cache_dir)
-    manifest = reader.manifest
+    manifest, tokenizer, vocab, resume_from = _check_cache_and_student(config, env)
+    module = _build_student(config, env, vocab, resume_from)
+    optimizer = _make_optimizer(module, config, env)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+    step, position, records, elapsed_before = _resume(resume_from, env, module, optimizer, scheduler)
+    log = MetricsLog(config.run_path, records, enabled=env.is_main)
+    stream, eval_batches, have_eval = _open_data(config, env, position)
+    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    return _Run(config, env, manifest, tokenizer, module, optimizer, scheduler, autocast, stream, position,
+                eval_batches, have_eval, log, step, started, elapsed_before)
+
+
+def _check_cache_and_student(config: DistillConfig, env):
+    """The cache and the student's tokenizer must agree before anything is trained; then the
+    run directory is made (or checked, to resume): (manifest, tokenizer, vocab, checkpoint or None)."""
+    manifest = CacheReader(config.cache_dir).manifest
     if len(manifest.shards) < env.world:
         raise CacheError(f"{config.cache_dir} has {len(manifest.shards)} shard(s) for {env.world} processes: "
                          "each process reads its own shards, so use at most that many")
     tokenizer = load_tokenizer(config.student)
     vocab = check_tokenizer(tokenizer, manifest, config.student)
     record = run_record(config, manifest, tokenizer_fingerprint(tokenizer), vocab, env.world)
-    resume_from = prepare_run_dir(config, record, env)
-    run_dir = config.run_path
+    return manifest, tokenizer, vocab, prepare_run_dir(config, record, env)
 
-    # ---- model, optimizer, schedule ----
+
+def _build_student(config: DistillConfig, env, vocab: int, resume_from):
+    """The student (from the checkpoint when resuming) with its loss, on the device, wrapped for DDP/FSDP2."""
     model = load_model(str(resume_from / MODEL_DIR) if resume_from else config.student)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module = DistillStudent(model, config.loss_config(), vocab).to(env.device)
     module.train()
-    module = distributed.wrap(module, env, config.fsdp)
-    optimizer = _make_optimizer(module, config, env)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
-    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    return distributed.wrap(module, env, config.fsdp)
 
-    # ---- resume: optimizer, schedule, RNG, data position, metrics so far ----
-    step, position, records, elapsed_before = 0, DataPosition(), [], 0.0
-    if resume_from:
-        state = load_trainer_state(resume_from)
-        if state["world"] != env.world:
-            raise DistillConfigError(f"{resume_from} was written by {state['world']} processes; resume with "
-                                     f"the same number (this run has {env.world})")
-        distributed.load_optimizer_state(module, optimizer, state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"][env.rank])
-        position = DataPosition.from_dict(state["data"][env.rank])
-        step, records, elapsed_before = state["step"], state["metrics"], state["elapsed_s"]
-    log = MetricsLog(run_dir, records, enabled=env.is_main)
 
-    # ---- data ----
+def _resume(resume_from, env, module, optimizer, scheduler) -> tuple[int, DataPosition, list, float]:
+    """Restore optimizer, schedule and RNG; (step, data position, metrics so far, seconds trained so far)."""
+    if not resume_from:
+        return 0, DataPosition(), [], 0.0
+    state = load_trainer_state(resume_from)
+    if state["world"] != env.world:
+        raise DistillConfigError(f"{resume_from} was written by {state['world']} processes; resume with "
+                                 f"the same number (this run has {env.world})")
+    distributed.load_optimizer_state(module, optimizer, state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"][env.rank])
+    return state["step"], DataPosition.from_dict(state["data"][env.rank]), state["metrics"], state["elapsed_s"]
+
+
+def _open_data(config: DistillConfig, env, position: DataPosition) -> tuple[BatchStream, list, bool]:
+    """This rank's training stream (from position) and held-out batches; whether any rank has some."""
     options = _batching_options(config)
     stream = BatchStream(config.cache_dir, options, rank=env.rank, world=env.world,
                          num_workers=config.num_workers, seed=config.seed, position=position,
@@ -100,95 +192,9 @@ def _train(config: DistillConfig, env) -> dict:
     eval_batches, _ = heldout_batches(config.cache_dir, options, rank=env.rank, world=env.world,
                                       max_examples=math.ceil(config.eval_max_examples / env.world))
     have_eval = distributed.sum_across(env, [len(eval_batches)])[0] > 0
-
-    def checkpoint_state() -> dict:
-        """Collective: every rank calls it; only rank 0's copy is complete."""
-        model_state = distributed.model_state(module)
-        optim_state = distributed.optimizer_state(module, optimizer)
-        per_rank = distributed.gather_objects(env, {"rng": rng_state(), "data": position.to_dict()})
-        return {"model": model_state, "step": step, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
-                "rng": [r["rng"] for r in per_rank], "data": [r["data"] for r in per_rank],
-                "metrics": log.records, "world": env.world,
-                "elapsed_s": elapsed_before + time.perf_counter() - started}
-
-    # ---- the loop ----
-    bar = tqdm(total=config.max_steps, initial=step, desc="distill", unit="step", dynamic_ncols=True,
-               disable=not (env.is_main and config.progress))
-    wait_total = step_total = 0.0
-    if have_eval and step == 0:  # the starting point of the eval curve
-        log.add({"split": "eval", "step": 0, **evaluate(module, eval_batches, env, autocast, manifest.k)})
-    while step < config.max_steps:
-        step_start = time.perf_counter()
-        micro = [stream.next() for _ in range(config.grad_accum)]
-        data_wait = time.perf_counter() - step_start
-        local_tokens = [batch_tokens(b) for b in micro]
-        global_tokens = distributed.sum_across(env, [sum(local_tokens)])[0]
-        sums = dict.fromkeys(TRAIN_STATS, 0.0)
-        for i, batch in enumerate(micro):
-            last = i == len(micro) - 1
-            inputs = move_batch({k: v for k, v in batch.items() if k != "example_ids"}, env.device)
-            with distributed.gradient_sync(module, last), autocast:
-                loss, stats = module(**inputs, loss_weight=local_tokens[i] * env.world / global_tokens)
-            _stop_unless_finite(env, stats["loss"], "loss", step + 1, run_dir)
-            loss.backward()
-            for key in TRAIN_STATS:
-                sums[key] += stats[key] * stats["tokens"]
-        grad_norm = _clip_gradients(module, config.grad_clip)
-        _stop_unless_finite(env, grad_norm, "gradient norm", step + 1, run_dir)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-
-        totals = dict(zip(TRAIN_STATS, distributed.sum_across(env, list(sums.values()))))
-        step_time = time.perf_counter() - step_start
-        wait_total, step_total = wait_total + data_wait, step_total + step_time
-        if step % config.log_every == 0 or step == config.max_steps:
-            log.add({"split": "train", "step": step, "epoch": position.epoch, "lr": lr,
-                     **{k: v / global_tokens for k, v in totals.items()}, "tokens": int(global_tokens),
-                     "grad_norm": grad_norm, "step_time_s": step_time, "data_wait_s": data_wait,
-                     "examples_seen": distributed.sum_across(env, [position.counts.get("examples", 0)])[0]})
-        bar.update(1)
-        bar.set_postfix(loss=f"{totals['loss'] / global_tokens:.4f}", lr=f"{lr:.2e}")
-        if have_eval and (step % config.eval_every == 0 or step == config.max_steps):
-            log.add({"split": "eval", "step": step, **evaluate(module, eval_batches, env, autocast, manifest.k)})
-            if env.is_main and config.plots:
-                plot_metrics(log.records, run_dir)
-        if step % config.checkpoint_every == 0 or step == config.max_steps:
-            state = checkpoint_state()
-            if env.is_main:
-                model_state = state.pop("model")
-                save_checkpoint(run_dir, step, distributed.unwrap(module).model, model_state, tokenizer, state,
-                                keep=config.keep_checkpoints)
-            distributed.barrier(env)
-    bar.close()
-
-    # ---- the distilled model ----
-    final_state = distributed.model_state(module)
-    final_dir = run_dir / FINAL_DIR
-    if env.is_main:
-        save_final(final_dir, distributed.unwrap(module).model, final_state, tokenizer,
-                   getattr(torch, config.final_dtype))
-        if config.plots:
-            plot_metrics(log.records, run_dir)
-    distributed.barrier(env)
-    counts = distributed.gather_objects(env, position.counts)
-    summary = {
-        "run_dir": str(run_dir), "final_dir": str(final_dir), "steps": step, "world": env.world,
-        "train": log.last("train"), "eval": log.last("eval"),
-        "wall_time_s": time.perf_counter() - started,
-        "train_time_s": elapsed_before + time.perf_counter() - started,
-        "loader_wait_share": wait_total / step_total if step_total else 0.0,
-        "peak_memory_gib": _peak_memory_gib(env.device),
-        "data_counts": {k: sum(c.get(k, 0) for c in counts) for k in set().union(*counts)},
-    }
-    if env.is_main:  # what a report needs without replaying the metrics (last call's wall time)
-        (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return {**summary, "metrics": log.records}
+    return stream, eval_batches, have_eval
 
 
-# ---- helpers, in the order the loop uses them ----
 def _batching_options(config: DistillConfig) -> BatchingOptions:
     return BatchingOptions(max_batch_tokens=config.max_batch_tokens, max_batch_examples=config.max_batch_examples,
                            max_seq_len=config.max_seq_len, shuffle_buffer=config.shuffle_buffer,
@@ -220,26 +226,156 @@ def _lr_factor(config: DistillConfig):
     return factor
 
 
-def _clip_gradients(module, max_norm: float) -> float:
+# ---- one step ----
+def _forward_backward(run: _Run, batches: list[dict]) -> tuple[StepStats, torch.Tensor]:
+    """Accumulate the step's gradients over its micro-batches: (statistics, global token count),
+    both left on the device. Each micro-batch's loss (a mean over its response tokens) is
+    weighted by its tokens x world / the global batch's tokens, so the gradient DDP averages
+    over ranks is that of the mean over every response token of the global batch."""
+    env = run.env
+    batches = [move_batch({k: v for k, v in b.items() if k != "example_ids"}, env.device) for b in batches]
+    tokens = torch.stack([batch["response_mask"].sum() for batch in batches])
+    global_tokens = distributed.all_reduce_sum(env, tokens.sum().reshape(1))
+    weights = tokens.to(torch.float64) * env.world / global_tokens.to(torch.float64)
+    stats = StepStats()
+    for i, batch in enumerate(batches):
+        with distributed.gradient_sync(run.module, i == len(batches) - 1), run.autocast:
+            loss, micro_stats = run.module(**batch, loss_weight=weights[i])
+        loss.backward()
+        stats.add(micro_stats)
+    return stats, global_tokens
+
+
+def _clip_gradients(module, max_norm: float) -> torch.Tensor:
+    """The gradient norm before clipping, on the device (max_norm 0: measure, do not clip)."""
     params = [p for p in module.parameters() if p.grad is not None]
     norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
     if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
         norm = norm.full_tensor()
-    return float(norm)
+    return norm.detach()
 
 
-def _stop_unless_finite(env, value: float, what: str, step: int, run_dir) -> None:
-    """Every rank stops together (a lone rank stopping would leave the others waiting)."""
-    bad = distributed.sum_across(env, [0.0 if math.isfinite(value) else 1.0])[0]
-    if bad:
-        from .checkpoint import latest_checkpoint
-
-        last = latest_checkpoint(run_dir)
-        kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"step {step}: the {what} is {value} on {int(bad)} rank(s); training stopped, "
-                                 f"{kept} (lower --lr, or check the cache)")
+def _optimizer_step(run: _Run) -> float:
+    """Update the weights and advance the schedule; returns the learning rate the update used."""
+    lr = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return lr
 
 
+@dataclass(frozen=True)
+class _Due:
+    """What a step does besides training; each needs its statistics read back (and checked) first."""
+
+    log: bool
+    eval: bool
+    checkpoint: bool
+
+    @classmethod
+    def at(cls, run: _Run) -> "_Due":
+        step, config = run.step, run.config
+        last = step == config.max_steps
+        return cls(log=step % config.log_every == 0 or last,
+                   eval=run.have_eval and (step % config.eval_every == 0 or last),
+                   checkpoint=step % config.checkpoint_every == 0 or last)
+
+    @property
+    def anything(self) -> bool:
+        return self.log or self.eval or self.checkpoint
+
+
+@dataclass
+class _Report:
+    """A step's statistics over all ranks, read back to the host."""
+
+    stats: dict  # TRAIN_STATS -> mean over the global batch's response tokens
+    tokens: int
+    grad_norm: float
+    examples_seen: int
+    nonfinite_ranks: list[float]  # per watched value: ranks that have seen it non-finite
+
+
+def _read_back(run: _Run, stats: StepStats, global_tokens: torch.Tensor, grad_norm: torch.Tensor) -> _Report:
+    """The step's statistics summed over ranks in one all-reduce, then read back in one copy."""
+    device = global_tokens.device
+    examples = torch.tensor([run.position.counts.get("examples", 0)], dtype=torch.float64)
+    per_rank = torch.cat([stats.sums.to(device), run.watch.flags(device), examples.to(device)])
+    summed = distributed.all_reduce_sum(run.env, per_rank)
+    global_values = torch.cat([global_tokens.to(torch.float64), grad_norm.to(device, torch.float64).reshape(1)])
+    values = torch.cat([summed, global_values]).tolist()  # the step's one host sync
+    n, flags = len(TRAIN_STATS), len(NonFiniteWatch.WHAT)
+    examples_seen, tokens, norm = values[n + flags:]
+    return _Report(StepStats.means(values[:n], tokens), int(tokens), norm, int(examples_seen),
+                   values[n:n + flags])
+
+
+def _stop_if_nonfinite(run: _Run, report: _Report) -> None:
+    """Every rank stops together (a lone rank stopping would leave the others waiting), before
+    this step logs or saves anything: the last checkpoint is the last good one."""
+    if not any(report.nonfinite_ranks):
+        return
+    step, what, value, ranks = run.watch.first_failure(run.env)
+    last = latest_checkpoint(run.run_dir)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+    raise NonFiniteLossError(f"step {step}: the {what} is {value} on {ranks} rank(s); training stopped, "
+                             f"{kept} (lower --lr, or check the cache)")
+
+
+def _log_train(run: _Run, report: _Report, lr: float, step_time: float, data_wait: float) -> None:
+    run.log.add({"split": "train", "step": run.step, "epoch": run.position.epoch, "lr": lr, **report.stats,
+                 "tokens": report.tokens, "grad_norm": report.grad_norm, "step_time_s": step_time,
+                 "data_wait_s": data_wait, "examples_seen": report.examples_seen})
+
+
+def _evaluate(run: _Run) -> None:
+    run.log.add({"split": "eval", "step": run.step,
+                 **evaluate(run.module, run.eval_batches, run.env, run.autocast, run.manifest.k)})
+
+
+def _save_checkpoint(run: _Run) -> None:
+    """Collective: every rank hands in its part (model shards under FSDP, RNG, data position); rank 0 writes."""
+    model_state = distributed.model_state(run.module)
+    optim_state = distributed.optimizer_state(run.module, run.optimizer)
+    per_rank = distributed.gather_objects(run.env, {"rng": rng_state(), "data": run.position.to_dict()})
+    if run.env.is_main:
+        state = {"step": run.step, "optimizer": optim_state, "scheduler": run.scheduler.state_dict(),
+                 "rng": [r["rng"] for r in per_rank], "data": [r["data"] for r in per_rank],
+                 "metrics": run.log.records, "world": run.env.world,
+                 "elapsed_s": run.elapsed_before + time.perf_counter() - run.started}
+        save_checkpoint(run.run_dir, run.step, distributed.unwrap(run.module).model, model_state, run.tokenizer,
+                        state, keep=run.config.keep_checkpoints)
+    distributed.barrier(run.env)
+
+
+# ---- the end ----
+def _finish(run: _Run) -> dict:
+    """Save the distilled model (final/) and summary.json; returns the summary and the metrics."""
+    config, env = run.config, run.env
+    final_state = distributed.model_state(run.module)
+    final_dir = run.run_dir / FINAL_DIR
+    if env.is_main:
+        save_final(final_dir, distributed.unwrap(run.module).model, final_state, run.tokenizer,
+                   getattr(torch, config.final_dtype))
+        if config.plots:
+            plot_metrics(run.log.records, run.run_dir)
+    distributed.barrier(env)
+    counts = distributed.gather_objects(env, run.position.counts)
+    summary = {
+        "run_dir": str(run.run_dir), "final_dir": str(final_dir), "steps": run.step, "world": env.world,
+        "train": run.log.last("train"), "eval": run.log.last("eval"),
+        "wall_time_s": time.perf_counter() - run.started,
+        "train_time_s": run.elapsed_before + time.perf_counter() - run.started,
+        "loader_wait_share": run.wait_total / run.step_total if run.step_total else 0.0,
+        "peak_memory_gib": _peak_memory_gib(env.device),
+        "data_counts": {k: sum(c.get(k, 0) for c in counts) for k in set().union(*counts)},
+    }
+    if env.is_main:  # what a report needs without replaying the metrics (last call's wall time)
+        (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return {**summary, "metrics": run.log.records}
+
+
+# ---- the process ----
 def _peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
