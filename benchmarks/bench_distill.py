@@ -115,7 +115,8 @@ def interleaved(fns: dict, repeats: int) -> dict:
             for name in fns}
 
 
-def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
+def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int,
+               variants=("akd", "fkl", "hf_cross_entropy")) -> dict:
     """One model and one fused AdamW; the variants differ only in the loss."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -146,8 +147,8 @@ def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int) -
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return interleaved({"akd": distill_step("akd"), "fkl": distill_step("fkl"), "hf_cross_entropy": hf_step},
-                       repeats)
+    steps = {"akd": distill_step("akd"), "fkl": distill_step("fkl"), "hf_cross_entropy": hf_step}
+    return interleaved({name: steps[name] for name in variants}, repeats)
 
 
 def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from inference.allocator import describe as describe_allocator
 from pipeline.errors import user_errors
 from pipeline.models import resolve_model
 
@@ -38,6 +39,7 @@ def eval_command(model, role, out_dir, benchmarks, mode, backend, limit, n_sampl
     from inference.templates import get_template
     from stages.evaluate import evaluate_model
 
+    click.echo(describe_allocator(), err=True)
     with user_errors():
         prompt_template = get_template(template, templates_file) if template else None
         path = resolve_model(model, models_dir)

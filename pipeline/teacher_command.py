@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from inference.allocator import describe as describe_allocator
 from pipeline.errors import user_errors
 from pipeline.models import resolve_model
 
@@ -48,6 +49,7 @@ def teacher_cache_command(teacher, models_dir, student_tokenizer, dataset, input
     """
     from stages.teacher import TeacherCacheConfig, build_teacher_cache
 
+    click.echo(describe_allocator(), err=True)
     with user_errors():
         config = TeacherCacheConfig(
             model=resolve_model(teacher, models_dir),
