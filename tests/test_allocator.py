@@ -203,3 +203,18 @@ def test_makefile_commands_install_then_start_through_the_wrapper(tmp_path):
         assert f"{venv}/bin/python -m inference.allocator exec -- " in lines[at], command
         assert at > install, command
     assert "LD_PRELOAD" not in out  # decided when each command starts, never when make reads the file
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "--model", "/nonexistent/model"],
+    ["distill", "--cache", str(REPO / "data"), "--student", "/nonexistent/model"],
+    ["teacher-cache", "--teacher", "/nonexistent/model", "--dataset", "/nonexistent.json", "--out", "/nonexistent/c"],
+])
+def test_commands_log_their_allocator_first(args):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0  # the bad model stops it; the allocator line came first
+    assert result.stderr.splitlines()[0] == describe()

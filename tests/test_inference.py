@@ -1,4 +1,5 @@
 """Fast tests of the inference package: the HF engine on the tiny model and the helpers."""
+import io
 import os
 
 import numpy as np
@@ -9,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from inference import InferenceError, SamplingSpec, load_engine, render_prompt  # noqa: E402
 from inference.cpu_env import apply_cpu_defaults  # noqa: E402
+from inference.progress import vllm_bar_factory  # noqa: E402
 from inference.stops import cut_at_stop_string, eos_token_ids  # noqa: E402
 from inference.topk import topk_from_logits, topk_from_vllm_flat  # noqa: E402
 
@@ -108,6 +110,28 @@ def test_sampling_is_seeded_and_gives_n_samples(hf_engine, prompts):
     assert len({tuple(g.token_ids) for g in a[0]}) > 1
     greedy = hf_engine.generate(prompts[:1], SamplingSpec(max_new_tokens=4, n=2))[0]
     assert greedy[0].token_ids == greedy[1].token_ids and greedy[0] is not greedy[1]
+
+
+def test_generation_progress_bar_counts_answers_and_tokens_per_s(hf_engine, prompts, capsys):
+    spec = SamplingSpec(max_new_tokens=4, temperature=1.0, n=2)
+    quiet = hf_engine.generate(prompts, spec)
+    assert capsys.readouterr().err == ""  # no label, no bar
+    loud = hf_engine.generate(prompts, spec, progress="tiny answers")
+    err = capsys.readouterr().err
+    assert [[g.token_ids for g in s] for s in loud] == [[g.token_ids for g in s] for s in quiet]
+    # batch_size 3: the bar moves after each batch, by its prompts x n answers
+    assert "tiny answers" in err and "6/8" in err and "8/8" in err and "tok/s" in err
+
+
+def test_vllm_progress_factory_labels_vllms_bar():
+    make = vllm_bar_factory("humaneval answers")
+    prompts = [[1, 2], [3]]
+    assert make(prompts, desc="Rendering prompts") is prompts  # token ids: nothing to show
+    out = io.StringIO()
+    bar = make(total=6, desc="Processed prompts", dynamic_ncols=True, postfix="speed", file=out)
+    bar.update(2)
+    bar.close()
+    assert "humaneval answers" in out.getvalue() and "2/6" in out.getvalue()
 
 
 def test_engine_refuses_what_it_cannot_serve(hf_engine, prompts):
