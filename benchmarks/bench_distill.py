@@ -34,6 +34,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inference.allocator import describe as describe_allocator  # noqa: E402
+
 from cache_schema import CachedExample, CacheReader, CacheWriter, tokenizer_fingerprint  # noqa: E402
 from stages.distill import DistillConfig, train  # noqa: E402
 from stages.distill.batching import collate, fit_example  # noqa: E402
@@ -249,6 +251,7 @@ def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_si
         "loader": loader,
         "goals": {"step_ratio_akd_over_fkl_max": 1.10, "loader_share_max": 0.02},
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "allocator": describe_allocator(),
         "bench_wall_s": time.perf_counter() - started,
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
