@@ -58,9 +58,10 @@ def variant_envs(environ=os.environ) -> dict[str, dict[str, str]]:
 @click.option("--rounds", default=2, show_default=True, help="processes per variant, taken in turns")
 @click.option("--tokens", default=512, show_default=True)
 @click.option("--rows", default=2, show_default=True)
+@click.option("--only", default="", help="comma-separated variants to run (default: all available)")
 @click.option("--out", default=str(ROOT / "bench-results" / "allocator.json"), show_default=True)
 @click.pass_context
-def main(ctx, layers, steps, rounds, tokens, rows, out):
+def main(ctx, layers, steps, rounds, tokens, rows, only, out):
     if ctx.invoked_subcommand:
         return
     from bench_distill import build_cache, build_tokenizer
@@ -69,6 +70,8 @@ def main(ctx, layers, steps, rounds, tokens, rows, out):
     started = time.perf_counter()
     load_before = os.getloadavg()
     envs = variant_envs()
+    if only:
+        envs = {name: env for name, env in envs.items() if name in only.split(",") or name == "glibc_default"}
     runs = {name: [] for name in envs}
     with tempfile.TemporaryDirectory(prefix="bench-allocator-") as tmp:
         tokenizer = build_tokenizer(Path(tmp) / "tokenizer")
