@@ -83,8 +83,9 @@ def glibc_accepts_mmap_threshold(value: int) -> bool:
     since mallopt changes the threshold of the process that calls it."""
     probe = ("import ctypes, sys; libc = ctypes.CDLL(None); "
              f"sys.exit(0 if libc.mallopt({M_MMAP_THRESHOLD}, {int(value)}) == 1 else 1)")
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # glibc's mallopt, not tcmalloc's
     try:
-        return subprocess.run([sys.executable, "-S", "-c", probe], timeout=30,
+        return subprocess.run([sys.executable, "-S", "-c", probe], env=env, timeout=30,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
