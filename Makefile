@@ -29,14 +29,15 @@ EVAL_EXTRA  ?=
 EXPERIMENT_DIR   ?= experiments/default
 EXPERIMENT_EXTRA ?=
 
-# vLLM on a CPU: use both cores, tcmalloc where Debian has it (about 2x faster; DESIGN.md).
-TCMALLOC    := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
+# vLLM on a CPU: use both cores. Every command starts through inference/allocator.py, which
+# preloads tcmalloc (the `allocator` target installs it when root) or else raises glibc's
+# mmap/trim thresholds: training and vLLM-CPU are much faster for it (README).
 RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} \
                VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-4} \
                HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
-               $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC))
+               $(PY) -m inference.allocator exec --
 
-.PHONY: help venv models teacher-cache distill eval report experiment experiment-status test test-fast bench clean-venv
+.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-status test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
@@ -63,22 +64,26 @@ $(VENV)/.installed: pyproject.toml setup.py Makefile
 	$(PY) -c "import vllm, transformers; from transformers import Qwen2ForCausalLM; print('venv ok: vllm', vllm.__version__, 'transformers', transformers.__version__)"
 	touch $@
 
+# Debian's libtcmalloc-minimal4 where it is missing and we are root; failure is tolerated.
+allocator: venv
+	@$(PY) -m inference.allocator install
+
 models: venv
 	$(AKD) models $(TEACHER) $(STUDENT) --models-dir $(MODELS_DIR)
 
-teacher-cache: venv
+teacher-cache: venv allocator
 	$(RUN_ENV) $(AKD) teacher-cache --teacher $(TEACHER) --student-tokenizer $(STUDENT) \
 	  --models-dir $(MODELS_DIR) --dataset $(DATASET) --limit $(LIMIT) --k $(K) \
 	  --teacher-template $(TEACHER_TEMPLATE) --student-template $(STUDENT_TEMPLATE) \
 	  --max-new-tokens $(MAX_NEW_TOKENS) --backend $(BACKEND) --out $(CACHE) $(EXTRA)
 	$(AKD) cache verify $(CACHE)
 
-distill: teacher-cache
+distill: allocator teacher-cache
 	$(RUN_ENV) $(AKD) distill --cache $(CACHE) $(foreach s,$(STUDENT),--student $(s)) \
 	  $(foreach l,$(LOSS),--loss $(l)) --models-dir $(MODELS_DIR) --max-steps $(STEPS) \
 	  --runs-dir $(RUNS_DIR) $(DISTILL_EXTRA)
 
-eval: venv
+eval: venv allocator
 	$(RUN_ENV) $(AKD) eval --model $(MODEL) --models-dir $(MODELS_DIR) $(EVAL_EXTRA)
 
 report: venv
@@ -88,7 +93,7 @@ report: venv
 
 # The grid of issue 5, about four hours here: rerun to resume; run it in the background with
 # `nohup make experiment > experiment.out 2>&1 &` and watch `make experiment-status`.
-experiment: venv
+experiment: venv allocator
 	$(RUN_ENV) $(AKD) experiment run --out-dir $(EXPERIMENT_DIR) --models-dir $(MODELS_DIR) \
 	  --teacher $(TEACHER) --student $(STUDENT) --dataset $(DATASET) $(EXPERIMENT_EXTRA)
 	$(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment
@@ -96,16 +101,16 @@ experiment: venv
 experiment-status: venv
 	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)
 
-test: venv
+test: venv allocator
 	$(VENV)/bin/lint-imports
 	$(RUN_ENV) $(PY) -m pytest -q tests
 
-test-fast: venv
+test-fast: venv allocator
 	$(RUN_ENV) $(PY) -m pytest -q -m "not slow" tests
 
 # Each benchmark writes bench-results/<name>.json; `make bench BENCHES="cache losses"` runs a few.
-BENCHES ?= cache teacher losses distill sandbox
-bench: venv
+BENCHES ?= cache teacher losses distill allocator sandbox
+bench: venv allocator
 	mkdir -p bench-results
 	for b in $(BENCHES); do $(RUN_ENV) $(PY) benchmarks/bench_$$b.py || exit 1; done
 

@@ -25,10 +25,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # this checkout's packages
 from teacher_topk import TeacherTopK, generate_teacher_topk, tiny_stand_in_model  # noqa: E402
 
 from cache_schema import DEFAULT_ENCODING, PAD_ID, CacheReader, CacheWriter, CachedExample  # noqa: E402
 from cache_schema.encoding import get_encoding  # noqa: E402
+from inference.allocator import describe as describe_allocator  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "data" / "code_alpaca_2k.json"
@@ -190,6 +192,7 @@ def main(out: Path, model: Path, examples: int, max_new_tokens: int, data: Path 
                                              "mean_top1_p": float(np.mean(np.exp(np.concatenate(
                                                  [a[:, 0] for a in topk.topk_logprobs]))))},
               "default_encoding": get_encoding(DEFAULT_ENCODING).spec, "fidelity_bound": {"p_floor": P_FLOOR, "max_error_nats": 0.01},
+              "allocator": describe_allocator(),
               "machine": {"cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(),
                           "python": platform.python_version()}, "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from inference.allocator import describe as describe_allocator  # noqa: E402
+
 from cache_schema import CachedExample, CacheReader, CacheWriter, tokenizer_fingerprint  # noqa: E402
 from stages.distill import DistillConfig, train  # noqa: E402
 from stages.distill.batching import collate, fit_example  # noqa: E402
@@ -120,7 +122,8 @@ def interleaved(fns: dict, repeats: int) -> dict:
             for name in fns}
 
 
-def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
+def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int,
+               variants=("akd", "fkl", "hf_cross_entropy")) -> dict:
     """One model and one fused AdamW; the variants differ only in the loss."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -151,8 +154,8 @@ def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int) -
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return interleaved({"akd": distill_step("akd"), "fkl": distill_step("fkl"), "hf_cross_entropy": hf_step},
-                       repeats)
+    steps = {"akd": distill_step("akd"), "fkl": distill_step("fkl"), "hf_cross_entropy": hf_step}
+    return interleaved({name: steps[name] for name in variants}, repeats)
 
 
 def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
@@ -283,6 +286,7 @@ def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_si
         **result,
         "goals": {"step_ratio_akd_over_fkl_max": 1.10, "loader_share_max": 0.02},
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "allocator": describe_allocator(),
         "bench_wall_s": time.perf_counter() - started,
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inference.allocator import describe as describe_allocator  # noqa: E402
+
 from stages.distill.losses import LossConfig, topk_distill_loss  # noqa: E402
 
 VARIANTS = ("akd", "fkl", "cross_entropy", "naive_topk_fkl")
@@ -53,7 +55,7 @@ def main(ctx, positions, vocab, hidden, k, repeats, dtypes, chunk_size, sweep_ch
     if ctx.invoked_subcommand:
         return
     shape = dict(positions=positions, vocab=vocab, hidden=hidden, k=k, chunk_size=chunk_size)
-    results = {"shape": shape, "threads": torch.get_num_threads(), "runs": []}
+    results = {"shape": shape, "threads": torch.get_num_threads(), "allocator": describe_allocator(), "runs": []}
     for dtype in dtypes.split(","):
         for variant in VARIANTS:
             results["runs"].append(_spawn(shape, variant, dtype, repeats, train_head=True))

@@ -24,6 +24,8 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from inference.allocator import describe as describe_allocator  # noqa: E402
+
 from stages.evaluate.datasets import load_tasks  # noqa: E402
 from stages.evaluate.sandbox import Sandbox  # noqa: E402
 
@@ -76,7 +78,7 @@ def main(repeats, data_dir, out):
     bare = latency["bare_subprocess"]["median_ms"]
     overhead = {k: round(v["median_ms"] - bare, 2) for k, v in latency.items()
                 if k != "bare_subprocess"}
-    results = {"cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0],
+    results = {"cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "allocator": describe_allocator(),
                "humaneval_canonical": _throughput(data_dir),
                "latency_per_program": latency, "overhead_ms_vs_bare": overhead,
                "unavailable": unavailable}

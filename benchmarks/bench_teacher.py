@@ -28,6 +28,8 @@ import click
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from inference.allocator import describe as describe_allocator  # noqa: E402
 DEFAULT_MODEL = ROOT / "models" / "qwen2.5-coder-1.5b-instruct"
 DATASET = ROOT / "data" / "code_alpaca_2k.json"
 
@@ -165,7 +167,8 @@ def main(model, prompts_n, max_new_tokens, k, hf_batch_size, repeats, hf_prompts
             from tiny_models import build_tiny_pair
 
             model = str(build_tiny_pair(Path(tempfile.mkdtemp()))[0])
-    result = bench(model, prompts_n, max_new_tokens, k, hf_batch_size, repeats, hf_prompts)
+    result = {"allocator": describe_allocator(),
+              **bench(model, prompts_n, max_new_tokens, k, hf_batch_size, repeats, hf_prompts)}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

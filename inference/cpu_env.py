@@ -7,9 +7,9 @@ start with them. A value the user already set is left alone.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-TCMALLOC = Path("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4")
+from .allocator import allocator_env, find_tcmalloc
+
 CPU_DEFAULTS = {
     # vLLM keeps one of the cores for itself otherwise: half the speed on a 2-core machine.
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
@@ -24,8 +24,9 @@ def is_cpu_platform() -> bool:
     return current_platform.is_cpu()
 
 
-def apply_cpu_defaults(environ=os.environ) -> dict[str, str]:
-    """Set the CPU defaults and preload tcmalloc (Debian libtcmalloc-minimal4) if present.
+def apply_cpu_defaults(environ=os.environ, tcmalloc=find_tcmalloc) -> dict[str, str]:
+    """Set the CPU defaults and, for the workers, the allocator (inference/allocator.py):
+    tcmalloc (Debian libtcmalloc-minimal4) if present, else glibc's raised thresholds.
 
     Returns what was changed, for the log. tcmalloc roughly doubles vLLM-CPU's speed
     together with the reserved-CPU setting (DESIGN.md).
@@ -34,8 +35,6 @@ def apply_cpu_defaults(environ=os.environ) -> dict[str, str]:
     for key, value in CPU_DEFAULTS.items():
         if key not in environ:
             environ[key] = changed[key] = value
-    preload = environ.get("LD_PRELOAD", "")
-    if TCMALLOC.exists() and "libtcmalloc" not in preload:
-        environ["LD_PRELOAD"] = changed["LD_PRELOAD"] = (
-            f"{TCMALLOC}:{preload}" if preload else str(TCMALLOC))
+    for key, value in allocator_env(environ, tcmalloc()).items():
+        environ[key] = changed[key] = value
     return changed

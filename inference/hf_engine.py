@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .progress import generation_bar
 from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
 from .stops import cut_at_stop_string, eos_token_ids
 from .topk import topk_from_logits
@@ -32,14 +33,19 @@ class HfEngine:
         self._pad_id = pad if pad is not None else self._eos_ids[0]
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
-                 seeds: list[int] | None = None) -> list[list[Generation]]:
+                 seeds: list[int] | None = None,
+                 progress: str | None = None) -> list[list[Generation]]:
         """Sampling draws from one generator per batch, seeded with the batch's first seed
-        (`seeds`, or spec.seed + the batch's offset): reproducible for the same batching."""
+        (`seeds`, or spec.seed + the batch's offset): reproducible for the same batching.
+        `progress`: a bar of that label, advanced batch by batch."""
         check_prompts(prompts, spec, self.max_model_len, self.max_logprobs, seeds)
         results: list[list[Generation]] = []
-        for start in range(0, len(prompts), self.batch_size):
-            seed = seeds[start] if seeds is not None else spec.seed + start
-            results.extend(self._generate_batch(prompts[start:start + self.batch_size], spec, seed))
+        with generation_bar(progress, len(prompts), spec.n) as bar:
+            for start in range(0, len(prompts), self.batch_size):
+                seed = seeds[start] if seeds is not None else spec.seed + start
+                batch = self._generate_batch(prompts[start:start + self.batch_size], spec, seed)
+                results.extend(batch)
+                bar.done(batch)
         return results
 
     def _generate_batch(self, prompts: list[list[int]], spec: SamplingSpec,

@@ -63,9 +63,11 @@ class Engine(Protocol):
     max_model_len: int
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
-                 seeds: list[int] | None = None) -> list[list[Generation]]:
+                 seeds: list[int] | None = None,
+                 progress: str | None = None) -> list[list[Generation]]:
         """One list of spec.n Generations per prompt, in prompt order. `seeds` (optional,
-        one per prompt) pins each prompt's sampling independently of the batch."""
+        one per prompt) pins each prompt's sampling independently of the batch. `progress`:
+        the label of a progress bar on stderr (answers done, generated tokens/s); None: quiet."""
         ...
 
     def score(self, prompts: list[list[int]], responses: list[list[int]], k: int) -> list[Scores]:

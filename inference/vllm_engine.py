@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from .cpu_env import apply_cpu_defaults, is_cpu_platform
+from .progress import vllm_bar_factory
 from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
 from .stops import eos_token_ids
 from .topk import topk_from_vllm_flat
@@ -51,9 +52,11 @@ class VllmEngine:
             detokenize=bool(spec.stop), skip_special_tokens=True)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
-                 seeds: list[int] | None = None) -> list[list[Generation]]:
+                 seeds: list[int] | None = None,
+                 progress: str | None = None) -> list[list[Generation]]:
         """`seeds`: one per prompt (sample i of a prompt uses seed + i), so a prompt's samples
-        do not depend on which other prompts share the call; default spec.seed for all."""
+        do not depend on which other prompts share the call; default spec.seed for all.
+        `progress`: vLLM's own bar (finished answers, tokens/s) under that label."""
         from vllm.inputs import TokensPrompt
 
         check_prompts(prompts, spec, self.max_model_len, self.max_logprobs, seeds)
@@ -62,7 +65,8 @@ class VllmEngine:
         params = ([self._sampling_params(spec, s) for s in seeds] if seeds is not None
                   else self._sampling_params(spec, spec.seed))
         outputs = self._llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
+            use_tqdm=vllm_bar_factory(progress) if progress else False)
         return [[self._to_generation(c, spec) for c in sorted(out.outputs, key=lambda c: c.index)]
                 for out in outputs]
 

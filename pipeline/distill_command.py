@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from inference.allocator import describe as describe_allocator
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
 from model_tools.gguf_models import resolve_model
@@ -29,6 +30,7 @@ def distill_command(cache_dir, students, losses, models_dir, runs_dir, **options
 
     Several --student/--loss values make a sweep over one cache.
     """
+    click.echo(describe_allocator(), err=True)
     with user_errors():
         for student, loss in itertools.product(students, losses):
             target = Path(runs_dir) / f"{run_slug(student)}-{loss}"

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from common.settings import build_config
+from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
@@ -22,6 +23,7 @@ def eval_command(models_dir, **options):
     from inference.templates import get_template
     from stages.evaluate import evaluate_model
 
+    click.echo(describe_allocator(), err=True)
     with user_errors():
         config = build_config(EvalConfig, options)
         prompt_template = get_template(config.template, config.templates_file) if config.template else None

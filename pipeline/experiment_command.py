@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from inference.allocator import describe as describe_allocator
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
 from study.config import ExperimentConfig, load_config
@@ -22,6 +23,7 @@ def run_command(only, **options):
     """Run every step not done yet; rerun the same command to resume after any stop."""
     from study.runner import run_grid
 
+    click.echo(describe_allocator(), err=True)
     with user_errors():
         config = ExperimentConfig(**options)
         states = run_grid(config, only=only, echo=click.echo)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from common.settings import build_config
+from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
@@ -21,6 +22,7 @@ def teacher_cache_command(models_dir, **options):
     """
     from stages.teacher import build_teacher_cache
 
+    click.echo(describe_allocator(), err=True)
     with user_errors():
         options["model"] = resolve_model(options["model"], models_dir)
         if options["student_tokenizer"]:

@@ -68,6 +68,15 @@ def test_hf_backend_end_to_end_then_reuse(tiny_teacher, data_dir, tmp_path):
         evaluate_model(EvalConfig(**{**kwargs, "max_new_tokens": 32}), meta=meta)
 
 
+def test_generation_shows_progress(tiny_teacher, data_dir, tmp_path, capsys):
+    evaluate_model(EvalConfig(model=str(tiny_teacher), out_dir=tmp_path / "eval",
+                              benchmarks=("humaneval",), backend="hf", limit=2, max_new_tokens=8,
+                              max_model_len=1024, data_dir=data_dir, trust_model_code=True),
+                   progress=True)
+    err = capsys.readouterr().err
+    assert "humaneval answers" in err and "2/2" in err and "tok/s" in err
+
+
 def test_over_long_prompts_are_skipped_and_score_as_failures(tiny_teacher, data_dir, tmp_path):
     summary = evaluate_model(EvalConfig(
         model=str(tiny_teacher), out_dir=tmp_path / "eval", benchmarks=("mbpp",), mode="completion",

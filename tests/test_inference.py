@@ -1,4 +1,5 @@
 """Fast tests of the inference package: the HF engine on the tiny model and the helpers."""
+import io
 import os
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from inference import InferenceError, SamplingSpec, load_engine, render_prompt  # noqa: E402
-from inference.cpu_env import TCMALLOC, apply_cpu_defaults  # noqa: E402
+from inference.cpu_env import apply_cpu_defaults  # noqa: E402
+from inference.progress import vllm_bar_factory  # noqa: E402
 from inference.stops import cut_at_stop_string, eos_token_ids  # noqa: E402
 from inference.topk import topk_from_logits, topk_from_vllm_flat  # noqa: E402
 
@@ -110,6 +112,28 @@ def test_sampling_is_seeded_and_gives_n_samples(hf_engine, prompts):
     assert greedy[0].token_ids == greedy[1].token_ids and greedy[0] is not greedy[1]
 
 
+def test_generation_progress_bar_counts_answers_and_tokens_per_s(hf_engine, prompts, capsys):
+    spec = SamplingSpec(max_new_tokens=4, temperature=1.0, n=2)
+    quiet = hf_engine.generate(prompts, spec)
+    assert capsys.readouterr().err == ""  # no label, no bar
+    loud = hf_engine.generate(prompts, spec, progress="tiny answers")
+    err = capsys.readouterr().err
+    assert [[g.token_ids for g in s] for s in loud] == [[g.token_ids for g in s] for s in quiet]
+    # batch_size 3: the bar moves after each batch, by its prompts x n answers
+    assert "tiny answers" in err and "6/8" in err and "8/8" in err and "tok/s" in err
+
+
+def test_vllm_progress_factory_labels_vllms_bar():
+    make = vllm_bar_factory("humaneval answers")
+    prompts = [[1, 2], [3]]
+    assert make(prompts, desc="Rendering prompts") is prompts  # token ids: nothing to show
+    out = io.StringIO()
+    bar = make(total=6, desc="Processed prompts", dynamic_ncols=True, postfix="speed", file=out)
+    bar.update(2)
+    bar.close()
+    assert "humaneval answers" in out.getvalue() and "2/6" in out.getvalue()
+
+
 def test_engine_refuses_what_it_cannot_serve(hf_engine, prompts):
     with pytest.raises(InferenceError, match="max_logprobs"):
         hf_engine.generate(prompts, SamplingSpec(max_new_tokens=4, logprobs=21))
@@ -159,8 +183,4 @@ def test_cpu_defaults_respect_user_settings():
     changed = apply_cpu_defaults(env)
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "8" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert "VLLM_CPU_KVCACHE_SPACE" not in changed
-    if TCMALLOC.exists():
-        assert env["LD_PRELOAD"] == str(TCMALLOC)
-        env2 = {"LD_PRELOAD": "/x/libtcmalloc.so"}
-        apply_cpu_defaults(env2)
-        assert env2["LD_PRELOAD"] == "/x/libtcmalloc.so"
+    # the allocator part: tests/test_allocator.py

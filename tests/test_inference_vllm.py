@@ -108,3 +108,12 @@ def test_vllm_per_prompt_seeds_do_not_depend_on_the_batch(engines, prompts):
     assert [g.token_ids for g in shared[0]] == [g.token_ids for g in vllm.generate(prompts[:1], spec)[0]]
     with pytest.raises(InferenceError, match="2 seeds for 3 prompts"):
         vllm.generate(prompts[:3], spec, seeds=[1, 2])
+
+
+def test_vllm_progress_bar_is_driven(engines, prompts, capsys):
+    vllm, _ = engines
+    vllm.generate(prompts[:3], SamplingSpec(max_new_tokens=4, temperature=1.0, n=2),
+                  progress="tiny answers")
+    err = capsys.readouterr().err
+    assert "tiny answers" in err and "6/6" in err and "toks/s" in err
+    assert "Rendering prompts" not in err

@@ -32,9 +32,11 @@ def prompt_ids(engine, prompt: Prompt) -> list[int]:
 
 
 def generate_answers(engine, tasks: list[Task], prompts: list[Prompt],
-                     settings: GenerationSettings) -> tuple[list[dict], float]:
+                     settings: GenerationSettings,
+                     progress: str | None = None) -> tuple[list[dict], float]:
     """(one record per task, generation seconds). All prompts of a benchmark share their stop
-    strings, so they go to the engine in one call, which batches them."""
+    strings, so they go to the engine in one call, which batches them; `progress` labels the
+    engine's progress bar (None: quiet)."""
     ids = [prompt_ids(engine, p) for p in prompts]
     budget = engine.max_model_len - settings.max_new_tokens
     keep = [i for i, p in enumerate(ids) if len(p) <= budget]
@@ -45,8 +47,11 @@ def generate_answers(engine, tasks: list[Task], prompts: list[Prompt],
                         temperature=settings.temperature, n=settings.n_samples,
                         seed=settings.seed, stop=prompts[0].stops if prompts else ())
     start = time.monotonic()
-    outputs = engine.generate([ids[i] for i in keep], spec) if keep else []
+    outputs = engine.generate([ids[i] for i in keep], spec, progress=progress) if keep else []
     seconds = time.monotonic() - start
+    tokens = sum(len(g.token_ids) for samples in outputs for g in samples)
+    log.info("%d prompts answered in %.1f s: %d tokens, %.1f tokens/s", len(keep), seconds,
+             tokens, tokens / seconds if seconds else 0.0)
     by_index = dict(zip(keep, outputs))
     records = []
     for i, (task, prompt) in enumerate(zip(tasks, prompts)):

@@ -68,7 +68,8 @@ def evaluate_model(config: EvalConfig, *, role: str = "student", meta: dict | No
     plans = [_plan(name, model=model, mode=mode, split=split, limit=limit, data_dir=data_dir,
                    settings=settings, template=template) for name in config.benchmarks]
     try:
-        answers = [_answers(plan, out_dir / plan.name, settings, get_engine) for plan in plans]
+        answers = [_answers(plan, out_dir / plan.name, settings, get_engine, progress)
+                   for plan in plans]
     finally:
         if owned is not None:
             owned.close()
@@ -126,11 +127,13 @@ def _plan(name: str, *, model, mode, split, limit, data_dir,
     return _Plan(name, mode, tasks, [build_prompt(t, mode, shots, template) for t in tasks], wanted)
 
 
-def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_engine) -> list:
+def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_engine,
+             progress: bool) -> list:
     """The saved answers when they match the plan, else new ones (saved)."""
     records = _saved_generations(bench_dir, plan.wanted)
     if records is None:
-        records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings)
+        records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings,
+                                            progress=f"{plan.name} answers" if progress else None)
         _write_jsonl(bench_dir / "generations.jsonl", records)
         _write_json(bench_dir / "generation.json",
                     {**plan.wanted, "generation_s": round(seconds, 2)})
