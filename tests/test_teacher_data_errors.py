@@ -33,10 +33,12 @@ def run_cli(teacher, dataset, out, *extra):
 
 
 def error_line(result) -> str:
-    """The run's only output line, checked to be click's clean error (no traceback)."""
+    """The run's only output line besides the allocator's, checked to be click's clean error
+    (no traceback)."""
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit), repr(result.exception)  # not a crash
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines()
+             if line.strip() and not line.startswith("allocator: ")]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     return lines[0]
 
