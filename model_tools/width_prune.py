@@ -89,10 +89,11 @@ def mlp_importance(model, sequences: list[list[int]], progress: bool = False) ->
         return hook
 
     handles = [mlp.down_proj.register_forward_pre_hook(accumulate(i)) for i, mlp in enumerate(mlps)]
+    decoder = model.get_decoder()  # no lm_head: a fifth of the 0.5B's work, and not needed here
     try:
         with torch.no_grad():
             for ids in tqdm(sequences, desc="calibration", unit="row", disable=not progress):
-                model(torch.tensor([ids]), use_cache=False)
+                decoder(input_ids=torch.tensor([ids]), use_cache=False)
                 tokens += len(ids)
     finally:
         for handle in handles:
