@@ -1,5 +1,8 @@
 """Depth pruning: a causal LM with only some of its decoder layers, saved as a normal HF folder.
 
+(Width pruning, fewer MLP neurons in every layer, lives in model_tools/width_prune.py and
+shares this module's folder handling: `check_paths` and `save_pruned`.)
+
 Issue 5's second, smaller student is Qwen2.5-Coder-0.5B with every other layer removed.
 The pruned folder must be indistinguishable from any other checkpoint: transformers and
 vLLM load it, generate() with a KV cache works, and the chat template and generation
@@ -109,7 +112,7 @@ def count_parameters(model) -> int:
 # ---------------------------------------------------------------- pruning a folder
 
 
-def _check_paths(source: Path, out: Path, overwrite: bool) -> None:
+def check_paths(source: Path, out: Path, overwrite: bool) -> None:
     if not (source / "config.json").is_file():
         raise PruneError(f"source {source} is not a model folder (no config.json there)")
     if out.resolve() == source.resolve():
@@ -142,7 +145,7 @@ def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = N
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     source, out = Path(source), Path(out)
-    _check_paths(source, out, overwrite)
+    check_paths(source, out, overwrite)
     n_layers = getattr(AutoConfig.from_pretrained(source), "num_hidden_layers", None)
     if not isinstance(n_layers, int):
         raise PruneError(f"source {source}: its config.json has no num_hidden_layers")
@@ -157,6 +160,7 @@ def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = N
         prune_model(model, kept)
     provenance = {
         "format": 1,
+        "method": "depth",
         "source": str(source.resolve()),
         "source_num_layers": n_layers,
         "kept_layers": kept,
@@ -165,6 +169,12 @@ def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = N
         "parameters_after": count_parameters(model),
         "transformers": transformers.__version__,
     }
+    save_pruned(model, tokenizer, out, provenance)
+    return provenance
+
+
+def save_pruned(model, tokenizer, out: Path, provenance: dict) -> None:
+    """Write model, tokenizer and PROVENANCE to `out` through a temporary folder, atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -175,4 +185,3 @@ def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = N
         _replace_atomically(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return provenance
