@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
-from .stops import cut_at_stop_string, eos_token_ids
+from .answer_text import cut_at_stop_string
+from .stops import eos_token_ids
 from .topk import topk_from_logits
 
 _DTYPES = {"auto": "auto", "float32": torch.float32, "float": torch.float32,

@@ -11,7 +11,7 @@ from cache_schema import CacheMismatchError, CacheReader, verify_cache  # noqa: 
 from stages.teacher import (TeacherCacheConfig, TeacherConfigError,  # noqa: E402
                             build_teacher_cache, finalize_teacher_cache)
 from stages.teacher.rows import check_row, open_dataset, select_indices  # noqa: E402
-from stages.teacher.summary import first_code_block_parses  # noqa: E402
+from stages.teacher.summary import python_block_parses  # noqa: E402
 from teacher_data import GOOD, SKIPPED, check_alignment, write_rows  # noqa: E402
 
 MAX_NEW = 8
@@ -158,12 +158,12 @@ def test_sampling_gives_n_examples_per_row_with_stable_ids(tiny_teacher, data_fi
                            greedy=False) == len(records)
 
 
-def test_first_code_block_parses():
-    assert first_code_block_parses("Here:\n```python\ndef f():\n    return 1\n```\nDone")
-    assert first_code_block_parses("```\nx = 1\n```")
-    assert not first_code_block_parses("```python\ndef f(:\n```")
-    assert not first_code_block_parses("no code here")
-    assert first_code_block_parses("```py\nprint(1)\n")  # cut by the token limit, still parses
+def test_python_block_parses():
+    assert python_block_parses("Here:\n```python\ndef f():\n    return 1\n```\nDone")
+    assert python_block_parses("```\nx = 1\n```")
+    assert not python_block_parses("```python\ndef f(:\n```")
+    assert not python_block_parses("no code here")
+    assert python_block_parses("```py\nprint(1)\n")  # cut by the token limit, still parses
 
 
 def test_student_tokenizer_must_share_the_teachers_ids(tiny_teacher, tiny_student, data_file, tmp_path):
