@@ -31,10 +31,10 @@ from .checkpoint import (MODEL_DIR, load_trainer_state, rng_state, save_checkpoi
 from .config import DistillConfig
 from .data import BatchingOptions, BatchStream, DataPosition, batch_tokens, heldout_batches, move_batch
 from .errors import DistillConfigError, NonFiniteLossError
-from .evaluation import evaluate
+from .heldout import evaluate
 from .metrics import MetricsLog, plot_metrics
 from .rundir import prepare_run_dir, run_record
-from .student import DistillStudent, check_tokenizer, load_model, load_tokenizer
+from .student_model import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
 FINAL_DIR = "final"
 SUMMARY_FILE = "summary.json"
