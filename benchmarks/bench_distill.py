@@ -44,7 +44,7 @@ from cache_schema import CachedExample, CacheReader, CacheWriter, tokenizer_fing
 from stages.distill import DistillConfig, train  # noqa: E402
 from stages.distill.batching import collate, fit_example  # noqa: E402
 from stages.distill.losses import LossConfig, topk_distill_loss  # noqa: E402
-from stages.distill.student import DistillStudent  # noqa: E402
+from stages.distill.student_model import DistillStudent  # noqa: E402
 from host_syncs import SyncCounter  # noqa: E402
 
 QWEN_05B = dict(hidden_size=896, intermediate_size=4864, num_attention_heads=14, num_key_value_heads=2,

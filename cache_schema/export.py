@@ -15,7 +15,6 @@ its source and layout and writes only the missing ones, so a stopped export resu
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 
 from cache_schema import CacheError, CacheReader
 from cache_schema.export_layouts import LAYOUTS, SCHEMAS, layout_table
-from cache_schema.manifest import atomic_write_text, fsync_dir
+from common.files import atomic_path, atomic_write_json
 from common.settings import setting
 
 EXPORT_FORMAT = "akd-cache-export"
@@ -87,7 +86,7 @@ def export_cache(cache_dir, out_dir, config: ExportConfig | None = None,
         raise CacheError(f"{out_dir}: the export would overwrite the cache's own shards; choose another OUT")
     plan = _sidecar(reader, config.layout)
     _prepare_out_dir(out_dir, plan, config.overwrite)
-    atomic_write_text(out_dir / SIDECAR_NAME, json.dumps(plan, indent=2) + "\n")
+    atomic_write_json(out_dir / SIDECAR_NAME, plan)
 
     report = ExportReport(out_dir=out_dir, layout=config.layout)
     for shard in reader.manifest.shards:
@@ -106,7 +105,7 @@ def export_cache(cache_dir, out_dir, config: ExportConfig | None = None,
     plan["complete"] = True
     plan["totals"] = {"rows": report.rows, "response_tokens": report.response_tokens, "bytes": report.bytes,
                       "source_bytes": report.source_bytes}
-    atomic_write_text(out_dir / SIDECAR_NAME, json.dumps(plan, indent=2) + "\n")
+    atomic_write_json(out_dir / SIDECAR_NAME, plan)
     return report
 
 
@@ -212,28 +211,20 @@ def _finished(path: Path, source_sha256: str, layout: str, rows: int) -> bool:
 
 def _write_shard(reader: CacheReader, shard, target: Path, config: ExportConfig) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{target.name}")
     schema = SCHEMAS[config.layout].with_metadata({FOOTER_SOURCE: shard.sha256.encode(),
                                                    FOOTER_LAYOUT: config.layout.encode()})
     # Plain pages + zstd: every Parquet reader decodes them, and on the test caches they came out
     # as small as BYTE_STREAM_SPLIT floats and smaller than dictionary pages (akd-layout 67 B/token
     # either way; axolotl layout 99 against 128 with dictionaries).
     strings = [f.name for f in schema if f.type == pa.string()]
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=config.zstd_level,
-                              use_dictionary=strings, write_statistics=False) as parquet:
-            batch = []
-            for record in reader.iter_shard(shard):
-                batch.append(record)
-                if len(batch) >= config.batch_rows:
-                    parquet.write_table(layout_table(config.layout, batch))
-                    batch = []
-            if batch:
+    with atomic_path(target, tmp_name=f".tmp-{target.name}") as tmp, pq.ParquetWriter(
+            tmp, schema, compression="zstd", compression_level=config.zstd_level, use_dictionary=strings,
+            write_statistics=False) as parquet:
+        batch = []
+        for record in reader.iter_shard(shard):
+            batch.append(record)
+            if len(batch) >= config.batch_rows:
                 parquet.write_table(layout_table(config.layout, batch))
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    fsync_dir(target.parent)
+                batch = []
+        if batch:
+            parquet.write_table(layout_table(config.layout, batch))

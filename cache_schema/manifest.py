@@ -7,11 +7,12 @@ merges the parts into `manifest.json`; the reader trusts only `manifest.json`.
 from __future__ import annotations
 
 import json
-import os
 import platform
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from common.files import atomic_write_json
 
 from .errors import CacheError, CacheMismatchError
 from .schema import FORMAT_VERSION, READABLE_VERSIONS
@@ -78,7 +79,7 @@ class Manifest:
 
     def save(self, path: Path) -> None:
         self.updated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        atomic_write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> "Manifest":
@@ -90,26 +91,6 @@ class Manifest:
         except json.JSONDecodeError as exc:
             raise CacheError(f"{path}: manifest is not valid JSON ({exc})") from None
         return cls.from_dict(data, source=str(path))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary name, fsync, rename: readers see the old or the new file, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def identity_difference(expected: dict, found: dict, prefix: str = "") -> str | None:

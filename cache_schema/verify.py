@@ -7,11 +7,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from common.files import file_sha256
+
 from .encoding import get_encoding
 from .errors import CacheVerifyError
 from .manifest import MANIFEST_NAME, SHARDS_DIR, Manifest
 from .schema import TAIL_FIELD, arrow_schema
-from .writer import file_sha256
 
 
 @dataclass

@@ -13,8 +13,6 @@ shards never mix schemas; --overwrite starts it afresh in the current version.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
 from pathlib import Path
@@ -23,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from common.files import atomic_path, file_sha256
 
 from .encoding import DEFAULT_ENCODING, PAD_ID, PAD_LOGPROB, Rows, TopK, get_encoding
 from .errors import CacheError, InvalidExampleError
@@ -33,7 +33,6 @@ from .manifest import (
     Manifest,
     ShardInfo,
     check_same_identity,
-    fsync_dir,
     software_versions,
 )
 from .schema import FINISH_REASONS, FORMAT_VERSION, READABLE_VERSIONS, TAIL_FIELD, CachedExample, arrow_schema
@@ -133,9 +132,8 @@ class CacheWriter:
         table, footer = self._shard_table(self._rows)
         name = f"w{self.worker_index:03d}-{self._next_seq:05d}.parquet"
         final = self.cache_dir / SHARDS_DIR / name
-        tmp = final.with_name(f".tmp-{name}")
         compression = _column_codecs(self.schema, self.encoding.precompressed_columns())
-        with pq.ParquetWriter(
+        with atomic_path(final, tmp_name=f".tmp-{name}") as tmp, pq.ParquetWriter(
             tmp, self.schema, compression=compression,
             compression_level={path: self.zstd_level for path, codec in compression.items() if codec == "zstd"},
             use_dictionary=["example_id", "finish_reason"],
@@ -146,10 +144,6 @@ class CacheWriter:
             parquet.write_table(table, row_group_size=table.num_rows)
             if footer:  # shard-level state of the encoding, outside the Arrow schema copy
                 parquet.add_key_value_metadata(footer)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
         self.manifest.shards.append(_describe_shard(final, f"{SHARDS_DIR}/{name}", self.worker_index,
                                                     rows=table.num_rows))
         self._next_seq += 1
@@ -318,11 +312,3 @@ def _describe_shard(path: Path, name: str, worker: int, rows: int | None = None)
     tokens = int(pc.sum(pc.list_value_length(lengths)).as_py() or 0)
     return ShardInfo(name=name, rows=meta.num_rows if rows is None else rows, response_tokens=tokens,
                      bytes=path.stat().st_size, sha256=file_sha256(path), worker=worker)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

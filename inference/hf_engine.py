@@ -6,7 +6,8 @@ import torch
 
 from .progress import generation_bar
 from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
-from .stops import cut_at_stop_string, eos_token_ids
+from .answer_text import cut_at_stop_string
+from .stops import eos_token_ids
 from .topk import topk_from_logits
 
 _DTYPES = {"auto": "auto", "float32": torch.float32, "float": torch.float32,

@@ -1,4 +1,4 @@
-"""Where generation ends: the same stop ids and stop-string rule for every engine."""
+"""Where generation ends: the same stop ids for every engine (stop strings: answer_text.py)."""
 from __future__ import annotations
 
 
@@ -19,9 +19,3 @@ def eos_token_ids(tokenizer, generation_config_eos=None, extra: tuple[int, ...] 
         if i is not None and int(i) not in ids:
             ids.append(int(i))
     return ids
-
-
-def cut_at_stop_string(text: str, stops: tuple[str, ...]) -> tuple[str, bool]:
-    """(text before the earliest stop string, whether one was found)."""
-    cut = min((p for p in (text.find(s) for s in stops) if p >= 0), default=-1)
-    return (text, False) if cut < 0 else (text[:cut], True)

@@ -9,13 +9,13 @@ rendered with the model's chat template, so the activations cover prompt and ans
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from model_tools.prune import PruneError
+from common.files import file_sha256
 
 DEFAULT_CALIBRATION = "code_alpaca_2k.json"  # in the data package akd ships (akd_data)
 FIELDS = ("instruction", "input", "output")
@@ -116,5 +116,5 @@ def load_calibration(tokenizer, file: str | Path | None, n_rows: int, offset: in
         truncated += len(ids) > max_tokens
         sequences.append(ids[:max_tokens])
     return CalibrationSet(sequences=sequences, file=str(path.resolve()),
-                          sha256=hashlib.sha256(path.read_bytes()).hexdigest(), first_row=first,
+                          sha256=file_sha256(path), first_row=first,
                           n_rows=n_rows, file_rows=len(rows), truncated=truncated)

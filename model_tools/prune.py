@@ -17,6 +17,8 @@ import os
 import shutil
 from pathlib import Path
 
+from common.files import replace_dir
+
 PROVENANCE = "akd-prune.json"
 # Config lists holding one entry per decoder layer: they keep the kept layers' entries.
 PER_LAYER_LISTS = ("layer_types", "no_rope_layers")
@@ -121,18 +123,6 @@ def check_paths(source: Path, out: Path, overwrite: bool) -> None:
         raise PruneError(f"output {out} already exists (pass --overwrite to replace it)")
 
 
-def _replace_atomically(tmp: Path, out: Path) -> None:
-    """Move the finished `tmp` folder to `out`, so `out` never holds a half-written model."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    if old.is_dir():
-        shutil.rmtree(old)
-    elif old.exists():
-        old.unlink()
-
-
 def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = None, every: int = 2,
                  offset: int = 0, overwrite: bool = False) -> dict:
     """Write `source` (a local HF folder) with only the kept layers to `out`; returns provenance.
@@ -182,6 +172,6 @@ def save_pruned(model, tokenizer, out: Path, provenance: dict) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-        _replace_atomically(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

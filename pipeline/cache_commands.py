@@ -7,10 +7,11 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from cache_schema import CacheError, CacheReader, finalize_cache, verify_cache
+from cache_schema import CacheReader, finalize_cache, verify_cache
 from cache_schema.export import ExportConfig, export_cache
 from common.settings import build_config
 from pipeline.dataclass_options import dataclass_options
+from pipeline.errors import user_errors
 
 
 @click.group("cache")
@@ -23,10 +24,8 @@ def cache_group():
 @click.option("--no-checksums", is_flag=True, help="Skip the sha256 of every shard (faster).")
 def verify_command(cache_dir, no_checksums):
     """Check every shard's checksum, schema and counts against the manifest."""
-    try:
+    with user_errors():
         report = verify_cache(cache_dir, check_checksums=not no_checksums)
-    except CacheError as exc:
-        raise click.ClickException(str(exc)) from None
     per_token = report.bytes / max(report.response_tokens, 1)
     click.echo(f"{cache_dir}: OK, {report.shards} shards, {report.rows} examples, "
                f"{report.response_tokens} response tokens, {report.bytes} bytes ({per_token:.1f} B/token)")
@@ -36,10 +35,8 @@ def verify_command(cache_dir, no_checksums):
 @click.argument("cache_dir", type=click.Path(exists=True, file_okay=False))
 def finalize_command(cache_dir):
     """Merge the workers' part manifests into manifest.json once every worker is done."""
-    try:
+    with user_errors():
         manifest = finalize_cache(cache_dir)
-    except CacheError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(f"{cache_dir}: finalized {len(manifest.shards)} shards, {manifest.rows} examples")
 
 
@@ -49,10 +46,12 @@ def finalize_command(cache_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def inspect_command(cache_dir, examples, as_json):
     """Summarise a cache: who made it, how, how big, what was skipped."""
-    try:
-        reader = CacheReader(cache_dir)
-    except CacheError as exc:
-        raise click.ClickException(str(exc)) from None
+    with user_errors():  # a shard can turn out unreadable while the examples are listed
+        _inspect(cache_dir, examples, as_json)
+
+
+def _inspect(cache_dir, examples: int, as_json: bool) -> None:
+    reader = CacheReader(cache_dir)
     manifest = reader.manifest
     if as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2))
@@ -112,7 +111,7 @@ def export_command(cache_dir, out_dir, **options):
       Row t is the distribution over input_ids[t + 1]: response token j sits at row
       len(prompt_ids) + j - 1; prompt rows and the last row have target_mask 0.
     """
-    try:
+    with user_errors():
         config = build_config(ExportConfig, options)
         bar = None
 
@@ -124,8 +123,6 @@ def export_command(cache_dir, out_dir, **options):
         report = export_cache(cache_dir, out_dir, config, on_shard=tick)
         if bar is not None:
             bar.close()
-    except CacheError as exc:
-        raise click.ClickException(str(exc)) from None
     tokens = max(report.response_tokens, 1)
     click.echo(f"{out_dir}: {config.layout} layout, {len(report.written)} shards written, "
                f"{len(report.kept)} kept, {report.rows} examples, {report.response_tokens} response tokens, "

@@ -10,8 +10,9 @@ from pathlib import Path
 from study.config import ExperimentConfig
 from study.plan import CHOICE_FILE, build_plan
 from study.plots import plot_pass_at_1, plot_training
+from study.config import ExperimentError
 from study.results import (heldout_fidelity, load_metrics, load_passes, load_summary,
-                                         run_summary)
+                           recorded_run_settings, run_summary)
 from study.runner import read_record, step_state
 from study.stats import compare as paired
 from study.tables import markdown_report
@@ -39,6 +40,7 @@ def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
         table.sort(key=lambda row: (row["role"] != "teacher", plan_order.get(row["name"], len(plan_order))))
     report = {
         "config": config.to_dict(),
+        "run_settings": run_settings(steps),
         "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),
                      "pending": [n for n, v in states.items() if v != "done"]},
         "selection": _selection(root),
@@ -62,6 +64,54 @@ def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
         plots.update(plot_training(runs, out_dir))
     (out_dir / "report.md").write_text(markdown_report(report, {k: Path(v).name for k, v in plots.items()}))
     return report
+
+
+# the settings a run records, and the flag of the step's command that asks for each
+ASKED_BY = {"loss": ("train", "--loss"), "lr": ("train", "--lr"), "max_steps": ("train", "--max-steps"),
+            "max_batch_tokens": ("train", "--max-batch-tokens"), "seed": ("train", "--seed"),
+            "k": ("cache", "--k"), "teacher_template": ("cache", "--teacher-template"),
+            "student_template": ("cache", "--student-template")}
+
+
+def run_settings(steps) -> list[dict]:
+    """Per training run, the settings it recorded (not those the grid meant to give it), and
+    `differs`: each one that is not what its command (or its cache's command) asked for."""
+    by_name = {s.name: s for s in steps}
+    rows = []
+    for step in steps:
+        recorded = recorded_run_settings(step.output) if step.kind == "train" else None
+        if recorded is None:
+            continue
+        commands = {"train": _command(step), "cache": _command(by_name.get(f"cache-{step.meta['cache']}"))}
+        differs = {}
+        for key, (kind, flag) in ASKED_BY.items():
+            asked = _flag_value(commands[kind], flag)
+            if asked is not None and not _same(recorded[key], asked):
+                differs[key] = asked
+        rows.append({"run": step.name.removeprefix("train-"), **recorded, "differs": differs})
+    return rows
+
+
+def _command(step) -> list[str]:
+    try:
+        return step.command() if step is not None and step.command is not None else []
+    except ExperimentError:  # asks for the template choice, not made yet
+        return []
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value of `flag` in a command (the last one wins, as on the command line)."""
+    values = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == flag]
+    return values[-1] if values else None
+
+
+def _same(recorded, asked: str) -> bool:
+    if recorded is None or isinstance(recorded, str):
+        return recorded == asked
+    try:
+        return recorded == type(recorded)(asked)
+    except ValueError:
+        return False
 
 
 def _label(step) -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from stages.distill.metrics import METRICS_FILE, read_metrics
+from stages.distill.rundir import CONFIG_FILE as RUN_CONFIG_FILE
 from stages.distill.trainer import SUMMARY_FILE as RUN_SUMMARY_FILE
 from study.config import ExperimentError
 
@@ -42,6 +43,37 @@ def heldout_fidelity(run_dir: Path) -> dict | None:
     return {"tokens": last.get("eval_tokens"), "first_step": first["step"], "last_step": last["step"],
             "before": {k.removeprefix("eval_"): first.get(k) for k in keys},
             "after": {k.removeprefix("eval_"): last.get(k) for k in keys}}
+
+
+def recorded_run_settings(run_dir: Path) -> dict | None:
+    """The settings a training run recorded in its config.json (its options, and the k and
+    templates of the cache manifest it read), or None where the run has not started."""
+    path = Path(run_dir) / RUN_CONFIG_FILE
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    options, cache = record.get("options", {}), record.get("cache", {})
+    templates = cache.get("templates") or {}
+    return {"loss": (record.get("loss") or {}).get("kind", _option(options, "loss")),
+            "lr": _option(options, "lr"), "max_steps": _option(options, "max_steps"),
+            "max_batch_tokens": _option(options, "max_batch_tokens"), "seed": _option(options, "seed"),
+            "k": cache.get("k"), "teacher_template": _template_name(templates.get("teacher")),
+            "student_template": _template_name(templates.get("student"))}
+
+
+def _option(options: dict, name: str):
+    """An option's value, found in a nested section too (a config may group its options)."""
+    if name in options and not isinstance(options[name], dict):
+        return options[name]
+    for value in options.values():
+        if isinstance(value, dict) and (found := _option(value, name)) is not None:
+            return found
+    return None
+
+
+def _template_name(template) -> str | None:
+    """A manifest records a template whole (a dict with its name), older ones by name."""
+    return template.get("name") if isinstance(template, dict) else template
 
 
 def run_summary(run_dir: Path) -> dict | None:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from common.files import atomic_write_json
 from study.config import ExperimentConfig, ExperimentError, save_or_check_config
 from study.plan import Step, build_plan
 
@@ -180,9 +181,7 @@ def _grid_is_running(root: Path) -> bool:
 def _write_record(root: Path, record: dict) -> None:
     path = root / "steps" / f"{record['name']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
 
 
 def _log(root: Path, echo, message: str) -> None:

@@ -15,7 +15,7 @@ def markdown_report(report: dict, plots: dict[str, str]) -> str:
     if progress["pending"]:
         lines += [f"**Partial report: {progress['done']} of {progress['steps']} steps done.** "
                   f"Not yet done: {', '.join(progress['pending'])}.", ""]
-    lines += _settings(report["config"])
+    lines += _settings(report["config"], report.get("run_settings", []))
     lines += _selection(report.get("selection"))
     lines += _teacher_prompts(report.get("teacher_prompts"))
     if report["table"]:
@@ -33,16 +33,38 @@ def markdown_report(report: dict, plots: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _settings(config: dict) -> list[str]:
-    return ["## Settings", "",
-            f"Teacher `{config['teacher']}`, student `{config['student']}` (and its depth-pruned "
-            f"half, every {config['prune_every']}nd layer kept), {config['n_examples']} examples of "
-            f"`{config['dataset']}`, top-{config['k']} cache, {config['max_steps']} training steps "
-            f"per student at lr {config['lr']} (the pruned student: {config.get('pruned_lr')}; "
-            f"seed {config['seed']}; options: "
-            f"`{config['distill_options'] or 'defaults'}`), evaluation on {config['benchmarks']} "
-            f"(greedy pass@1, {config['eval_max_new_tokens']} new tokens"
-            + (f", first {config['eval_limit']} tasks only" if config["eval_limit"] else "") + ").", ""]
+RUN_COLUMNS = (("loss", "loss"), ("lr", "lr"), ("max_steps", "steps"), ("max_batch_tokens", "batch tokens"),
+               ("k", "k"), ("teacher_template", "teacher template"), ("student_template", "student template"),
+               ("seed", "seed"))
+
+
+def _settings(config: dict, runs: list[dict]) -> list[str]:
+    """The models and data from the grid; the training settings as each run recorded them."""
+    lines = ["## Settings", "",
+             f"Teacher `{config['teacher']}`, student `{config['student']}` (and its depth-pruned "
+             f"half, every {config['prune_every']}nd layer kept), {config['n_examples']} examples of "
+             f"`{config['dataset']}`, evaluation on {config['benchmarks']} (greedy pass@1, "
+             f"{config['eval_max_new_tokens']} new tokens"
+             + (f", first {config['eval_limit']} tasks only" if config["eval_limit"] else "") + ").", ""]
+    if not runs:
+        return lines + ["No training run has recorded its settings yet.", ""]
+    lines += ["Each training run's settings as it recorded them (its config.json: options, and the "
+              "k and templates of the cache it read):", "",
+              "| run | " + " | ".join(title for _, title in RUN_COLUMNS) + " |",
+              "|---|" + "---|" * len(RUN_COLUMNS)]
+    for run in runs:
+        cells = [_recorded(run, key) for key, _ in RUN_COLUMNS]
+        lines.append(f"| {run['run']}{' (!)' if run['differs'] else ''} | " + " | ".join(cells) + " |")
+    differing = [run["run"] for run in runs if run["differs"]]
+    lines += ["", f"**(!) {len(differing)} run(s) recorded settings other than the grid asked for** "
+              f"({', '.join(differing)}): the asked value is in brackets." if differing
+              else "Every run recorded the settings the grid asked for.", ""]
+    return lines
+
+
+def _recorded(run: dict, key: str) -> str:
+    value = "-" if run.get(key) is None else f"{run[key]:g}" if isinstance(run[key], float) else str(run[key])
+    return f"**{value}** (asked {run['differs'][key]})" if key in run["differs"] else value
 
 
 def _selection(selection: dict | None) -> list[str]:

@@ -17,7 +17,7 @@ from cache_schema import (
 )
 from cache_schema.encoding import get_encoding
 from cache_schema.logprob_codes import LogprobGrid
-from cache_schema.writer import file_sha256
+from common.files import file_sha256
 
 VOCAB = 151_936
 IDENTITY = {"teacher": {"model": "t"}, "tokenizer_fingerprint": "sha256:x", "templates": {},

@@ -23,7 +23,7 @@ from cache_schema import (
     finalize_cache,
     verify_cache,
 )
-from cache_schema.writer import file_sha256
+from common.files import file_sha256
 from stages.distill.batching import collate, fit_example
 from stages.distill.losses import LossConfig, topk_distill_loss_from_logits
 from tail_cache import FIXTURE_V1, IDENTITY, K, VOCAB, student_logits, tail_examples

@@ -47,8 +47,8 @@ def options(cache, student, run_dir) -> dict:
 
 def stats_left_on_the_device(monkeypatch):
     """The loss as it should be: statistics as device tensors (float64 0-d), nothing read back.
-    Training forwards only: evaluation.py still sums its statistics as Python numbers."""
-    from stages.distill import student
+    Training forwards only: heldout.py still sums its statistics as Python numbers."""
+    from stages.distill import student_model as student
 
     real = student.topk_distill_loss
 

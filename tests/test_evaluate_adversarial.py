@@ -21,8 +21,9 @@ def tmp_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_root):
-    """Short timeout: these programs never end by themselves; benign ones take ~0.1 s."""
-    return Sandbox(Limits(timeout_s=3, memory_mb=512, max_processes=32), tmp_root=tmp_root,
+    """Short timeout: the hostile programs never end by themselves; benign ones take ~0.1 s
+    idle, but seconds on a loaded 2-core machine, so 3 s made them flaky."""
+    return Sandbox(Limits(timeout_s=8, memory_mb=512, max_processes=32), tmp_root=tmp_root,
                    trust_model_code=True)
 
 

@@ -1,7 +1,7 @@
 """Code extraction and stop handling on realistic (Qwen2.5-Coder-Instruct style) answers."""
 from stages.evaluate.datasets import Task
-from stages.evaluate.extract import (code_blocks, cut_at_stops, defines_function, extract_code,
-                                     prompt_preamble, solution_from_answer)
+from inference.answer_text import code_blocks, cut_at_stop_string
+from stages.evaluate.extract import defines_function, extract_code, prompt_preamble, solution_from_answer
 from stages.evaluate.prompts import HUMANEVAL_STOPS, MBPP_STOPS
 
 HE_PROMPT = '''from typing import List
@@ -176,9 +176,9 @@ def test_humaneval_completion_stops_at_next_top_level_statement():
            "\nif __name__ == '__main__':\n    main()\n")
     solution = solution_from_answer(HE_TASK, raw, "completion", HUMANEVAL_STOPS)
     assert solution == HE_PROMPT + "    return any(x < 0 for x in operations)\n\n"
-    assert cut_at_stops("    return 1\n# test\nprint(f())", HUMANEVAL_STOPS) == "    return 1"
-    assert cut_at_stops("    x = 1\n    # keep indented comments\n    return x",
-                        HUMANEVAL_STOPS) == "    x = 1\n    # keep indented comments\n    return x"
+    assert cut_at_stop_string("    return 1\n# test\nprint(f())", HUMANEVAL_STOPS) == ("    return 1", True)
+    assert cut_at_stop_string("    x = 1\n    # keep indented comments\n    return x",
+                              HUMANEVAL_STOPS) == ("    x = 1\n    # keep indented comments\n    return x", False)
 
 
 def test_mbpp_completion_stops_at_done():

@@ -9,9 +9,10 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from inference import InferenceError, SamplingSpec, load_engine, render_prompt  # noqa: E402
+from inference.answer_text import cut_at_stop_string  # noqa: E402
 from inference.cpu_env import apply_cpu_defaults  # noqa: E402
 from inference.progress import vllm_bar_factory  # noqa: E402
-from inference.stops import cut_at_stop_string, eos_token_ids  # noqa: E402
+from inference.stops import eos_token_ids  # noqa: E402
 from inference.topk import topk_from_logits, topk_from_vllm_flat  # noqa: E402
 
 INSTRUCTIONS = ["Write a Python function that reverses a string.", "Create a list of squares",

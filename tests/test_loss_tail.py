@@ -18,7 +18,7 @@ import torch
 from cache_schema import CacheReader, CacheWriter
 from stages.distill.batching import collate, fit_example
 from stages.distill.losses import LossConfig, LossInputError, topk_distill_loss_from_logits
-from stages.distill.losses.student import StudentTopk
+from stages.distill.losses.student_logits import StudentTopk
 from tail_cache import IDENTITY, K, VOCAB, tail_row
 
 TAILS = (1e-6, 1e-7, 1e-8)

@@ -15,7 +15,7 @@ from stages.distill.losses import (
 )
 from stages.distill.losses.categories import Categories
 from stages.distill.losses.divergences import head_mask
-from stages.distill.losses.student import StudentTopk
+from stages.distill.losses.student_logits import StudentTopk
 
 F64 = torch.float64
 DIVERGENCES = tuple(kind for kind in LOSS_KINDS if kind != "ce")

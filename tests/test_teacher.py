@@ -8,10 +8,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from cache_schema import CacheMismatchError, CacheReader, verify_cache  # noqa: E402
-from stages.teacher import (TeacherCacheConfig, TeacherConfigError,  # noqa: E402
-                            build_teacher_cache, finalize_teacher_cache)
+from click.testing import CliRunner  # noqa: E402
+from pipeline.cli import main  # noqa: E402
+from stages.teacher import TeacherCacheConfig, TeacherConfigError, build_teacher_cache  # noqa: E402
 from stages.teacher.rows import check_row, open_dataset, select_indices  # noqa: E402
-from stages.teacher.summary import first_code_block_parses  # noqa: E402
+from stages.teacher.summary import python_block_parses  # noqa: E402
 from teacher_data import GOOD, SKIPPED, check_alignment, write_rows  # noqa: E402
 
 MAX_NEW = 8
@@ -132,12 +133,15 @@ def test_workers_fill_one_cache_disjointly(tiny_teacher, data_file, tmp_path):
     summaries = [build_teacher_cache(make_config(tiny_teacher, data_file, out, num_workers=3,
                                                  worker_index=w, offset=1, limit=20))
                  for w in (2, 0, 1)]
-    totals = finalize_teacher_cache(out)
+    result = CliRunner().invoke(main, ["cache", "finalize", str(out)])  # what a user runs
+    assert result.exit_code == 0, result.output
+    manifest = CacheReader(out).manifest
     selected = [i for i in data_file[1] if 1 <= i < 21]
     assert ids_in(out) == Counter(f"instr:{i}:0" for i in selected)
-    assert totals["rows"] == len(selected) == sum(s["examples_written"] for s in summaries)
+    assert manifest.rows == len(selected) == sum(s["examples_written"] for s in summaries)
+    assert f"finalized {len(manifest.shards)} shards, {len(selected)} examples" in result.output
     assert sum(s["rows_selected"] for s in summaries) == 20
-    assert sum(totals["skipped"].values()) == 20 - len(selected)
+    assert sum(manifest.skipped.values()) == 20 - len(selected)
     verify_cache(out)
 
 
@@ -158,12 +162,12 @@ def test_sampling_gives_n_examples_per_row_with_stable_ids(tiny_teacher, data_fi
                            greedy=False) == len(records)
 
 
-def test_first_code_block_parses():
-    assert first_code_block_parses("Here:\n```python\ndef f():\n    return 1\n```\nDone")
-    assert first_code_block_parses("```\nx = 1\n```")
-    assert not first_code_block_parses("```python\ndef f(:\n```")
-    assert not first_code_block_parses("no code here")
-    assert first_code_block_parses("```py\nprint(1)\n")  # cut by the token limit, still parses
+def test_python_block_parses():
+    assert python_block_parses("Here:\n```python\ndef f():\n    return 1\n```\nDone")
+    assert python_block_parses("```\nx = 1\n```")
+    assert not python_block_parses("```python\ndef f(:\n```")
+    assert not python_block_parses("no code here")
+    assert python_block_parses("```py\nprint(1)\n")  # cut by the token limit, still parses
 
 
 def test_student_tokenizer_must_share_the_teachers_ids(tiny_teacher, tiny_student, data_file, tmp_path):

@@ -8,7 +8,6 @@ A folder without the `step-` name is an interrupted save and is deleted on the n
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from cache_schema.manifest import fsync_dir
+from common.files import replace_dir
 
 from .errors import SaveError
 
@@ -121,18 +120,5 @@ def _atomic_dir(final: Path, write) -> Path:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise SaveError(f"could not write {final} ({reason}); {free_gib:.1f} GiB free there. Anything saved "
                         f"before is intact: free space and rerun the same command to resume") from None
-    for path in tmp.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    if final.exists():  # re-saving: move the old one aside first, so a crash leaves one of them
-        old = final.with_name(f".tmp-old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
-    fsync_dir(final.parent)
-    return final
+    return replace_dir(tmp, final)
 

@@ -25,8 +25,6 @@ from cache_schema import CacheError, CacheReader
 
 from .batching import Example, collate, fit_example, pack_by_budget
 
-COUNT_KEYS = ("examples", "held_out", "dropped_length", "truncated", "empty_prompt", "prompt_too_long")
-
 
 def is_held_out(example_id: str, eval_fraction: float) -> bool:
     """Stable across runs and machines: the example id's sha256 as a number in [0, 1)."""

@@ -11,7 +11,8 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from cache_schema.manifest import atomic_write_text, software_versions
+from cache_schema.manifest import software_versions
+from common.files import atomic_write_json
 
 from . import distributed
 from .checkpoint import latest_checkpoint, remove_interrupted_saves
@@ -71,7 +72,7 @@ def prepare_run_dir(config: DistillConfig, record: dict, env) -> Path | None:
         _check_same_run(config_path, record)
     distributed.barrier(env)
     if env.is_main:
-        atomic_write_text(config_path, json.dumps(record, indent=2, default=str) + "\n")
+        atomic_write_json(config_path, record, default=str)
     distributed.barrier(env)
     return checkpoint
 

@@ -40,10 +40,10 @@ from .checkpoint import (MODEL_DIR, latest_checkpoint, load_trainer_state, rng_s
 from .config import DistillConfig
 from .data import BatchingOptions, BatchStream, DataPosition, heldout_batches, move_batch
 from .errors import DistillConfigError, NonFiniteLossError
-from .evaluation import evaluate
+from .heldout import evaluate
 from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics
 from .rundir import prepare_run_dir, run_record
-from .student import DistillStudent, check_tokenizer, load_model, load_tokenizer
+from .student_model import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
 FINAL_DIR = "final"
 SUMMARY_FILE = "summary.json"

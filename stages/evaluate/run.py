@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import atomic_write
 from stages.evaluate.datasets import load_tasks, mbpp_shots
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.generate import GenerationSettings, generate_answers
@@ -182,16 +181,13 @@ def _sandbox_info(sandbox: Sandbox) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    _write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    _write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+    _write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Readers never see half a file; a crash leaves the old one (or none)."""
+def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)

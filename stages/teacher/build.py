@@ -4,9 +4,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from pathlib import Path
 
-from cache_schema import FORMAT_VERSION, CachedExample, CacheWriter, finalize_cache
+from cache_schema import FORMAT_VERSION, CachedExample, CacheWriter
 from inference import SamplingSpec, load_engine
 from inference.templates import get_template
 
@@ -136,10 +135,3 @@ def _run_settings(config: TeacherCacheConfig) -> dict:
     keep = ("offset", "limit", "num_workers", "max_model_len", "tensor_parallel_size",
             "chunk_size", "rows_per_shard", "hf_batch_size", "skip_bad_lines")
     return {key: config.to_dict()[key] for key in keep}
-
-
-def finalize_teacher_cache(out_dir) -> dict:
-    """Merge the workers' parts of a multi-worker cache into manifest.json; returns its totals."""
-    manifest = finalize_cache(Path(out_dir))
-    return {"rows": manifest.rows, "response_tokens": manifest.response_tokens,
-            "bytes": manifest.bytes, "shards": len(manifest.shards), "skipped": manifest.skipped}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,8 +21,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cache_schema.manifest import atomic_write_text, fsync_dir, identity_difference
-from cache_schema.writer import file_sha256
+from cache_schema.manifest import identity_difference
+from common.files import atomic_path, atomic_write_json, file_sha256
 
 from .config import TeacherConfigError
 
@@ -117,12 +116,8 @@ class ResponsesWriter:
             "finish_reason": [r.finish_reason for r in self._rows]}, schema=SCHEMA)
         name = f"{len(self.header['shards']):05d}.parquet"
         final = self.root / SHARDS_DIR / name
-        tmp = final.with_name(f".tmp-{name}")
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
+        with atomic_path(final, tmp_name=f".tmp-{name}") as tmp:
+            pq.write_table(table, tmp, compression="zstd")
         self.header["shards"].append({"name": f"{SHARDS_DIR}/{name}", "rows": table.num_rows,
                                       "sha256": file_sha256(final)})
         self._rows = []
@@ -135,7 +130,7 @@ class ResponsesWriter:
         return self.header
 
     def _save(self) -> None:
-        atomic_write_text(self.root / HEADER_NAME, json.dumps(self.header, indent=2) + "\n")
+        atomic_write_json(self.root / HEADER_NAME, self.header)
 
 
 class ResponsesFile:

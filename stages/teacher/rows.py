@@ -6,11 +6,12 @@ worker split, so ids stay stable across runs and workers. A bad line skipped wit
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.files import file_sha256
 
 from .config import TeacherCacheConfig, TeacherConfigError
 from .source_files import first_line, load_local_file
@@ -48,7 +49,7 @@ def open_dataset(config: TeacherCacheConfig):
             raise TeacherConfigError(f"--dataset {path}: unsupported file type; "
                                      f"use one of {', '.join(LOCAL_FORMATS)} (optionally .gz)")
         dataset, bad_rows = load_local_file(path, builder, config.skip_bad_lines)
-        identity = {"source": path.name, "sha256": _file_sha256(path)}
+        identity = {"source": path.name, "sha256": "sha256:" + file_sha256(path)}
         default_tag = path.name.split(".")[0]
     else:
         dataset = _load_hub_dataset(config)
@@ -119,14 +120,6 @@ def _hub_unreachable(err: BaseException) -> bool:
     return any(isinstance(e, (ConnectionError, TimeoutError)) or
                type(e).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout")
                for e in _error_chain(err))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
 
 
 def select_indices(num_rows: int, offset: int, limit: int | None, num_workers: int,

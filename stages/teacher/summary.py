@@ -2,22 +2,22 @@
 from __future__ import annotations
 
 import ast
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-_CODE_BLOCK = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|$)", re.DOTALL)
+from inference.answer_text import python_block
 
 
-def first_code_block_parses(text: str) -> bool:
-    """Whether the first fenced code block of `text` is valid Python (no block: False)."""
-    match = _CODE_BLOCK.search(text)
-    if match is None:
+def python_block_parses(text: str) -> bool:
+    """Whether the code block the evaluator would run (inference/answer_text.py: the first
+    Python-tagged block, else the first block) is valid Python; no block: False."""
+    code = python_block(text)
+    if code is None:
         return False
     try:
-        ast.parse(match.group(2))
+        ast.parse(code)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -35,7 +35,7 @@ class RunStats:
         self.examples += 1
         self.tokens += int(topk_logprobs.shape[0])
         self.topk_mass_sum += float(np.exp(topk_logprobs.astype(np.float64)).sum())
-        self.python_ok += first_code_block_parses(text)
+        self.python_ok += python_block_parses(text)
         self.finish[finish_reason] += 1
 
     def for_manifest(self) -> dict:

@@ -6,7 +6,7 @@ KL (DistiLLM, Ko et al. 2024), generalised JSD (GKD, Agarwal et al. 2024),
 total variation, and cross-entropy on the teacher's response tokens, mixable
 with any divergence: loss = (1 - ce_weight) * divergence + ce_weight * CE.
 Formulas and the AKD head rule: divergences.py and DESIGN.md; the teacher's
-tail bucket and temperature: categories.py; the student's: student.py.
+tail bucket and temperature: categories.py; the student's: student_logits.py.
 
 Rows: the caller passes only valid response positions, flattened to N rows
 (e.g. hidden[mask] for a [B, T] mask); the loss is the mean over those N
@@ -27,7 +27,7 @@ topk_distill_loss(hidden [N, H], lm_head_weight [V', H], topk_ids [N, k] int64
     positions, default 256) in the hidden dtype and upcast to float32; the
     gradient is formed in the same pass, so the float32 working set is about
     one [chunk, V] buffer (156 MB at Qwen's V) and the full [N, V] logits
-    never exist (chunked.py, student.py).
+    never exist (chunked.py, student_logits.py).
 topk_distill_loss_from_logits(logits [N, V'], topk_ids, topk_logprobs,
     topk_mass, target_ids, config, *, vocab_size=None, tail_logprob=None)
 dense_distill_loss(student_logits [N, V'], teacher_logprobs [N, V''],

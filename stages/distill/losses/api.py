@@ -9,7 +9,7 @@ import torch
 from .categories import teacher_dense, teacher_topk
 from .chunked import STAT_NAMES, chunked_loss, distill_chunk_fn
 from .config import LossConfig, LossInputError
-from .student import StudentDense, StudentTopk
+from .student_logits import StudentDense, StudentTopk
 
 Stats = dict[str, float]
 _ROUNDING = 1e-3  # slack for stored log-probs and masses rounded above 0 / 1

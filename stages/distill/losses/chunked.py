@@ -5,7 +5,7 @@ Why: at Qwen's vocabulary (151,936) the float32 logits of 1,024 positions take
 `chunked_loss` holds one chunk of logits at a time: for each chunk of positions
 it forms the logits (hidden @ W.T in the hidden dtype, upcast to at least
 float32), the loss of those rows and, right away, their gradient with respect
-to the logits (student.py), which it folds into the gradients of the hidden
+to the logits (student_logits.py), which it folds into the gradients of the hidden
 states, LM-head weight and bias (matmuls in the hidden dtype as autograd's
 would be; the weight's gradient summed over chunks in the weight's dtype, so
 a bfloat16 head rounds once per chunk). Backward only scales what forward
@@ -54,7 +54,7 @@ def distill_chunk_fn(
 ) -> ChunkFn:
     """The chunk function of config's loss.
 
-    teacher(rows, dtype) -> TeacherChunk; student(z, rows) -> a student.py view.
+    teacher(rows, dtype) -> TeacherChunk; student(z, rows) -> a student_logits.py view.
     """
     ce_in_loss = config.kind == "ce" or config.ce_weight > 0
     kl_in_loss = config.kind in ("fkl", "rkl", "akd")

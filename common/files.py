@@ -1,0 +1,99 @@
+"""File writes that a crash cannot leave half done, and file digests: written once for all of akd.
+
+A file is written under a temporary name in its own folder, flushed, fsynced and renamed
+over the final name, then the folder is fsynced so the rename itself survives a power cut:
+readers see the old file or the new one, never half of one. A folder is swapped the same
+way (`replace_dir`). Temporary names start with a dot; the callers that resume after a
+kill (cache shards, checkpoints) name theirs so that they can find and delete leftovers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+CHUNK_BYTES = 1 << 20
+
+
+def fsync_dir(directory: Path | str) -> None:
+    """Make a rename (or a new entry) in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path | str) -> None:
+    """Flush a file that someone else (a library writer) closed to disk."""
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextmanager
+def atomic_path(path: Path | str, tmp_name: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; on success it becomes `path` (fsynced,
+    renamed, folder fsynced), on an exception it is removed and `path` is untouched.
+
+    `tmp_name`: a fixed temporary name (for callers that clean up a killed run's leftovers);
+    default: one unique to this process and call."""
+    path = Path(path)
+    tmp = path.with_name(tmp_name or f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write(path: Path | str, data: str | bytes) -> None:
+    """Write text (UTF-8) or bytes so that readers never see half of it."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def atomic_write_json(path: Path | str, obj, **dumps_kwargs) -> None:
+    """`obj` as indented JSON with a final newline, written atomically."""
+    atomic_write(path, json.dumps(obj, indent=2, **dumps_kwargs) + "\n")
+
+
+def replace_dir(staging: Path | str, final: Path | str, *, fsync_files: bool = True) -> Path:
+    """Swap the finished folder `staging` into `final`, so `final` never holds a half-written one.
+
+    An existing `final` is moved aside first and deleted only after the swap: a crash between
+    the two renames leaves the old folder beside the new one, never neither. `fsync_files`:
+    flush every file under `staging` first (skip it for folders that can be rebuilt)."""
+    staging, final = Path(staging), Path(final)
+    if fsync_files:
+        for path in staging.rglob("*"):
+            if path.is_file():
+                fsync_file(path)
+    old = final.with_name(f".tmp-old-{final.name}")  # .tmp-*: swept by the checkpoint cleanup
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(staging, final)
+    fsync_dir(final.parent)
+    if old.is_dir():
+        shutil.rmtree(old)
+    elif old.exists():
+        old.unlink()
+    return final
+
+
+def file_sha256(path: Path | str) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks (files here run to gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()

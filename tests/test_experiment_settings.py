@@ -1,0 +1,62 @@
+"""The report prints the settings each training run recorded, and flags what the grid did not ask for."""
+import json
+from types import SimpleNamespace
+
+from common.settings import build_config
+from stages.distill.config import DistillConfig
+from stages.distill.rundir import CONFIG_FILE, run_record
+from study.config import ExperimentConfig
+from study.plan import CHOICE_FILE, build_plan
+from study.report import run_settings
+from study.tables import markdown_report
+
+
+def _manifest(k: int, teacher_template: str):
+    identity = {"teacher": {"model": "t"}, "tokenizer_fingerprint": "sha256:x", "sampling": {}, "dataset": {},
+                "templates": {"teacher": {"name": teacher_template, "user": "{instruction}"},
+                              "student": {"name": "plain", "user": "{instruction}"}}}
+    return SimpleNamespace(identity=identity, k=k, vocab_size=10, encoding="compact", format_version=2,
+                           rows=4, response_tokens=40, shards=[])
+
+
+def _record_run(step, manifest, **options):
+    """config.json as the trainer writes it, for the options the run really got."""
+    config = build_config(DistillConfig, {"cache_dir": "c", "student": "s", "loss": step.meta["loss"], "max_seq_len": 128,
+                                          **options})
+    step.output.mkdir(parents=True)
+    (step.output / CONFIG_FILE).write_text(json.dumps(run_record(config, manifest, "sha256:x", 10, 1), default=str))
+
+
+def test_the_report_shows_recorded_settings_and_flags_a_run_that_differs(tmp_path):
+    config = ExperimentConfig(out_dir=str(tmp_path), student="student", enhanced_losses="fkl,akd", plain_losses="",
+                              pruned_losses="",
+                              max_steps=7, lr=3e-6, seed=5, k=12, distill_options="--max-batch-tokens 256")
+    (tmp_path / "selection").mkdir()
+    (tmp_path / "selection" / CHOICE_FILE).write_text(json.dumps({"chosen": "enhanced_user"}))
+    steps = build_plan(config)
+    train = {s.meta["loss"]: s for s in steps if s.kind == "train"}
+    _record_run(train["fkl"], _manifest(12, "enhanced_user"), lr=3e-6, max_steps=7, seed=5, max_batch_tokens=256)
+    # this run got another lr and batch size, and its cache was made with another k and template
+    _record_run(train["akd"], _manifest(20, "enhanced"), lr=2e-5, max_steps=7, seed=5, max_batch_tokens=512)
+
+    rows = {row["run"]: row for row in run_settings(steps)}
+    assert rows["enhanced-student-fkl"]["differs"] == {}
+    assert rows["enhanced-student-fkl"] | {"differs": None} == {
+        "run": "enhanced-student-fkl", "loss": "fkl", "lr": 3e-6, "max_steps": 7, "max_batch_tokens": 256,
+        "seed": 5, "k": 12, "teacher_template": "enhanced_user", "student_template": "plain", "differs": None}
+    assert rows["enhanced-student-akd"]["differs"] == {"lr": "3e-06", "max_batch_tokens": "256", "k": "12",
+                                                       "teacher_template": "enhanced_user"}
+
+    report = {"progress": {"pending": [], "done": 1, "steps": 1}, "config": config.to_dict(),
+              "run_settings": list(rows.values()), "table": [], "significance": [], "fidelity": [],
+              "costs": [], "commands": [], "software": {}}
+    markdown = markdown_report(report, {})
+    assert "| enhanced-student-fkl | fkl | 3e-06 | 7 | 256 | 12 | enhanced_user | plain | 5 |" in markdown
+    assert ("| enhanced-student-akd (!) | akd | **2e-05** (asked 3e-06) | 7 | **512** (asked 256) | "
+            "**20** (asked 12) | **enhanced** (asked enhanced_user) | plain | 5 |") in markdown
+    assert "1 run(s) recorded settings other than the grid asked for** (enhanced-student-akd)" in markdown
+
+
+def test_a_run_that_has_not_started_records_nothing(tmp_path):
+    config = ExperimentConfig(out_dir=str(tmp_path), plain_losses="", pruned_losses="")
+    assert run_settings(build_plan(config)) == []  # and the template choice not made yet is no error
