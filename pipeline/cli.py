@@ -12,6 +12,7 @@ from pipeline.distill_command import distill_command
 from pipeline.eval_command import eval_command, report_command
 from pipeline.experiment_command import experiment_group
 from pipeline.model_commands import models_command, prune_command
+from pipeline.onpolicy_command import onpolicy_group
 from pipeline.rollout_command import rollout_command
 from pipeline.teacher_command import teacher_cache_command
 
@@ -30,6 +31,7 @@ main.add_command(eval_command)
 main.add_command(report_command)
 main.add_command(prune_command)
 main.add_command(experiment_group)
+main.add_command(onpolicy_group)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ import click
 from inference.allocator import describe as describe_allocator
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
+from pipeline.step_status import echo_state_counts, echo_step_table
 from study.config import ExperimentConfig, load_config
 
 
@@ -27,7 +28,7 @@ def run_command(only, **options):
     with user_errors():
         config = ExperimentConfig(**options)
         states = run_grid(config, only=only, echo=click.echo)
-    _print_states(states)
+    echo_state_counts(states)
     if any(state == "failed" for state in states.values()):
         raise SystemExit(1)
 
@@ -37,18 +38,10 @@ def run_command(only, **options):
 def status_command(out_dir):
     """Which steps are done, running, failed or pending."""
     from study.plan import build_plan
-    from study.runner import read_record, step_state
 
     with user_errors():
         config = load_config(out_dir)
-        steps = build_plan(config)
-        states = {s.name: step_state(config.root, s) for s in steps}
-    for step in steps:
-        record = read_record(config.root, step.name) or {}
-        when = record.get("finished") or record.get("started") or ""
-        took = f"{record['wall_s']:.0f} s" if record.get("wall_s") is not None else ""
-        click.echo(f"{states[step.name]:8} {step.name:48} {took:>8}  {when}")
-    _print_states(states)
+        echo_step_table(config.root, build_plan(config))
 
 
 @experiment_group.command("report")
@@ -62,7 +55,3 @@ def report_command(out_dir, results_dir):
         build_experiment_report(load_config(out_dir), Path(results_dir))
     click.echo(f"report in {Path(results_dir) / 'report.md'}")
 
-
-def _print_states(states: dict[str, str]) -> None:
-    counts = {s: sum(v == s for v in states.values()) for s in ("done", "running", "failed", "blocked", "pending")}
-    click.echo(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(states)} steps")

@@ -99,7 +99,7 @@ def _cache_step(config: ExperimentConfig, name: str, template: Callable[[], str]
                 "--seed", str(config.seed), "--out", str(out), *_templates_file(config)]
 
     return Step(f"cache-{name}", "cache", out, needs=needs, command=command,
-                verify=lambda: _cache_is_whole(out), meta={"cache": name})
+                verify=lambda: cache_is_whole(out), meta={"cache": name})
 
 
 def _student_steps(config: ExperimentConfig, cache: str, student: str, losses: list[str],
@@ -120,7 +120,7 @@ def _student_steps(config: ExperimentConfig, cache: str, student: str, losses: l
                                        "--runs-dir", str(runs_dir), "--max-steps", str(config.max_steps),
                                        "--lr", str(lr), "--seed", str(config.seed),
                                        "--no-progress", *config.distill_options.split()],
-            verify=lambda run_dir=run_dir: _run_is_whole(run_dir, config.max_steps), meta=meta,
+            verify=lambda run_dir=run_dir: run_is_whole(run_dir, config.max_steps), meta=meta,
             disposable=(run_dir / CHECKPOINTS_DIR,)))
         steps.append(_eval_step(config, f"eval-{name}", str(run_dir / FINAL_DIR),
                                 config.root / "evals" / name, needs=(f"train-{name}",),
@@ -147,7 +147,7 @@ def _eval_step(config: ExperimentConfig, name: str, model: str, out: Path, *,
         return args + [arg for b in wanted for arg in ("--benchmark", b)]
 
     return Step(name, "select" if name.startswith("select-") else "eval", out, needs=needs,
-                command=command, verify=lambda: _eval_is_whole(out, wanted, split),
+                command=command, verify=lambda: eval_is_whole(out, wanted, split),
                 meta={**(meta or {}), "benchmarks": wanted, "split": split})
 
 
@@ -182,7 +182,7 @@ def read_choice(choice_file: Path) -> dict:
 
 # ---- is an output whole? ----
 
-def _cache_is_whole(cache_dir: Path) -> bool:
+def cache_is_whole(cache_dir: Path) -> bool:
     from cache_schema import CacheError, verify_cache
 
     try:
@@ -192,7 +192,7 @@ def _cache_is_whole(cache_dir: Path) -> bool:
     return True
 
 
-def _run_is_whole(run_dir: Path, steps: int) -> bool:
+def run_is_whole(run_dir: Path, steps: int) -> bool:
     from transformers.utils import CONFIG_NAME  # final/ is a saved HF model folder
 
     summary = run_dir / RUN_SUMMARY_FILE
@@ -200,7 +200,7 @@ def _run_is_whole(run_dir: Path, steps: int) -> bool:
             and json.loads(summary.read_text()).get("steps") == steps)
 
 
-def _eval_is_whole(out: Path, benchmarks: list[str], split: str) -> bool:
+def eval_is_whole(out: Path, benchmarks: list[str], split: str) -> bool:
     path = out / "summary.json"
     if not path.exists():
         return False

@@ -1,10 +1,12 @@
-"""Runs the grid's steps in order, once each, and says where it stands.
+"""Runs a plan's steps in order, once each, and says where it stands.
 
-A step is done when its record (steps/<name>.json) says it finished with the same command
-and its output still verifies; anything else runs again, and the stages underneath resume
-(teacher-cache from its shards, distill from its checkpoint, eval from saved answers). One
-runner at a time holds the grid's lock; its children die with it, so a killed grid leaves
-no half-trained student writing behind the next one's back.
+A plan is a list of `Step`s under one root folder: the experiment grid (study/plan.py) or
+the rounds of on-policy distillation (study/onpolicy.py). A step is done when its record
+(steps/<name>.json) says it finished with the same command and its output still verifies;
+anything else runs again, and the stages underneath resume (teacher-cache from its shards,
+rollout from its shards, distill from its checkpoint, eval from saved answers). One runner
+at a time holds the root's lock; its children die with it, so a killed run leaves no
+half-trained student writing behind the next one's back.
 """
 from __future__ import annotations
 
@@ -31,24 +33,33 @@ _PR_SET_PDEATHSIG = 1
 
 
 def run_grid(config: ExperimentConfig, *, only: str | None = None, echo=print) -> dict[str, str]:
-    """Run every step not yet done (or only those whose name contains `only`); returns
-    each step's final state. A failed step blocks the steps that need it, not the rest."""
+    """The experiment grid: its settings recorded (or checked), then its steps run."""
     save_or_check_config(config)
-    steps = build_plan(config)
+    return run_steps(config.root, build_plan(config), only=only, echo=echo)
+
+
+def run_steps(root: Path, steps: list[Step], *, only: str | None = None, echo=print,
+              log_name: str = LOG_FILE, command: str = "akd experiment run",
+              show_output: bool = False) -> dict[str, str]:
+    """Run every step not yet done (or only those whose name contains `only`); returns
+    each step's final state. A failed step blocks the steps that need it, not the rest.
+    `log_name`: the run's log under root; `command`: how the lock's error names the runner;
+    `show_output`: children's output (progress bars) also goes to our stdout."""
+    journal = _Journal(Path(root), log_name, echo, show_output)
     states: dict[str, str] = {}
-    with _grid_lock(config.root):
+    with _grid_lock(journal.root, command, log_name):
         for step in steps:
             if only and only not in step.name:
-                states[step.name] = step_state(config.root, step)
+                states[step.name] = step_state(journal.root, step)
                 continue
             blocked = [n for n in step.needs if states.get(n) != "done"]
-            if step_state(config.root, step) == "done":
+            if step_state(journal.root, step) == "done":
                 states[step.name] = "done"
             elif blocked:
                 states[step.name] = "blocked"
-                _log(config.root, echo, f"blocked {step.name}: needs {', '.join(blocked)}")
+                journal.log(f"blocked {step.name}: needs {', '.join(blocked)}")
             else:
-                states[step.name] = _run_step(config.root, step, echo)
+                states[step.name] = _run_step(journal, step)
     return states
 
 
@@ -74,22 +85,34 @@ def read_record(root: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _run_step(root: Path, step: Step, echo) -> str:
+class _Journal:
+    """Where a run writes: its root, its log file, the echo of each log line."""
+
+    def __init__(self, root: Path, log_name: str, echo, show_output: bool):
+        self.root, self.log_name, self.echo, self.show_output = root, log_name, echo, show_output
+
+    def log(self, message: str) -> None:
+        _log(self.root, self.echo, message, self.log_name)
+
+
+def _run_step(journal: _Journal, step: Step) -> str:
+    root = journal.root
     args = _akd_args(step) if step.command else None
     record = {"name": step.name, "kind": step.kind, "output": str(step.output), "command": args,
               "status": "running", "started": _now(), "pid": os.getpid()}
     _write_record(root, record)
-    _log(root, echo, f"start {step.name}" + (f": akd {' '.join(args)}" if args else ""))
+    journal.log(f"start {step.name}" + (f": akd {' '.join(args)}" if args else ""))
     started = time.perf_counter()
     if args is None:
         try:
             step.action()
             code, peak = 0, None
         except Exception as exc:  # recorded and logged; the grid goes on with other steps
-            _log(root, echo, f"{step.name}: {type(exc).__name__}: {exc}")
+            journal.log(f"{step.name}: {type(exc).__name__}: {exc}")
             code, peak = 1, None
     else:
-        code, peak = _run_command(args, root / "logs" / f"{step.name}.log")
+        show = {"show": True} if journal.show_output else {}
+        code, peak = _run_command(args, root / "logs" / f"{step.name}.log", **show)
     ok = code == 0 and step.verify()
     if ok:
         for path in step.disposable:
@@ -98,24 +121,44 @@ def _run_step(root: Path, step: Step, echo) -> str:
                   wall_s=round(time.perf_counter() - started, 1), peak_rss_gib=peak)
     _write_record(root, record)
     how = f"{record['wall_s']:.0f} s" + (f", peak {peak:.1f} GiB" if peak else "")
-    _log(root, echo, f"{'done' if ok else 'FAILED'} {step.name} ({how})"
-         + ("" if ok else f"; see {root / 'logs' / (step.name + '.log')}"))
+    journal.log(f"{'done' if ok else 'FAILED'} {step.name} ({how})"
+                + ("" if ok else f"; see {root / 'logs' / (step.name + '.log')}"))
     return "done" if ok else "failed"
 
 
-def _run_command(args: list[str], log_path: Path) -> tuple[int, float]:
+def _run_command(args: list[str], log_path: Path, show: bool = False) -> tuple[int, float]:
     """`akd ARGS` in a child process that dies with us; returns its exit code and the peak
-    resident memory of its process tree (sampled each second, GiB)."""
+    resident memory of its process tree (sampled each second, GiB). `show`: its output
+    (progress bars included) goes to our stdout as well as to the log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         log.write(f"\n==== {_now()} akd {' '.join(args)}\n".encode())
         log.flush()
-        child = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], stdout=log,
+        child = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args],
+                                 stdout=subprocess.PIPE if show else log,
                                  stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         peak = _PeakMemory(child.pid)
+        if show:
+            _copy_output(child.stdout, log)
         code = child.wait()
         peak.stop()
     return code, round(peak.gib, 2)
+
+
+def _copy_output(source, log) -> None:
+    """Child output to the log and our stdout as it comes (a bar's carriage-return updates
+    included); a closed stdout stops the echo, never the child."""
+    out = getattr(sys.stdout, "buffer", None)
+    while chunk := os.read(source.fileno(), 65536):
+        log.write(chunk)
+        log.flush()
+        try:
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+        except (OSError, ValueError):
+            out = None
+    source.close()
 
 
 def _die_with_parent() -> None:
@@ -155,14 +198,14 @@ def _akd_args(step: Step) -> list[str]:
 
 
 @contextmanager
-def _grid_lock(root: Path):
+def _grid_lock(root: Path, command: str = "akd experiment run", log_name: str = LOG_FILE):
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK_FILE, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ExperimentError(f"another `akd experiment run` is working on {root} "
-                                  f"(see {root / LOG_FILE})") from None
+            raise ExperimentError(f"another `{command}` is working on {root} "
+                                  f"(see {root / log_name})") from None
         yield
 
 
@@ -184,9 +227,9 @@ def _write_record(root: Path, record: dict) -> None:
     atomic_write_json(path, record)
 
 
-def _log(root: Path, echo, message: str) -> None:
+def _log(root: Path, echo, message: str, log_name: str = LOG_FILE) -> None:
     line = f"{_now()} {message}"
-    with open(root / LOG_FILE, "a") as log:
+    with open(root / log_name, "a") as log:
         log.write(line + "\n")
     echo(line)
 
