@@ -23,8 +23,9 @@ def eval_export_command(eval_dir, out_dir, **options):
     with user_errors():
         index = export_samples(eval_dir, out_dir, build_config(SampleExportConfig, options))
     for name, entry in index["files"].items():
-        click.echo(f"{out_dir}/{name}: {entry['n_tasks']} tasks, pass@1 = "
-                   f"{100 * entry['pass@1']:.1f}%, {entry['bytes']:,} bytes")
+        rate = "n/a" if entry["pass@1"] is None else f"{100 * entry['pass@1']:.1f}%"
+        click.echo(f"{out_dir}/{name}: {entry['n_tasks']} tasks, pass@1 = {rate}, "
+                   f"{entry['bytes']:,} bytes")
 
 
 @click.group("data")
