@@ -10,6 +10,7 @@ import click
 from pipeline.cache_commands import cache_group
 from pipeline.distill_command import distill_command
 from pipeline.eval_command import eval_command, report_command
+from pipeline.eval_data_commands import data_group, eval_export_command
 from pipeline.experiment_command import experiment_group
 from pipeline.model_commands import models_command, prune_command
 from pipeline.onpolicy_command import onpolicy_group
@@ -29,6 +30,8 @@ main.add_command(rollout_command)
 main.add_command(distill_command)
 main.add_command(eval_command)
 main.add_command(report_command)
+main.add_command(eval_export_command)
+main.add_command(data_group)
 main.add_command(prune_command)
 main.add_command(experiment_group)
 main.add_command(onpolicy_group)

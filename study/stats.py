@@ -92,3 +92,41 @@ def compare(a: dict[str, bool], b: dict[str, bool], *, names: tuple[str, str] = 
             "diff": boot["diff"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
             "bootstrap_p_value": boot["p_value"], "only_a": exact["only_a"],
             "only_b": exact["only_b"], "mcnemar_p_value": p, "alpha": alpha, "verdict": verdict}
+
+
+def compare_pooled(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]], *,
+                   benchmarks: tuple[str, ...] | None = None, names: tuple[str, str] = ("A", "B"),
+                   alpha: float = 0.05, **bootstrap_options) -> dict:
+    """Two models compared per benchmark and pooled over every benchmark both were scored on.
+
+    `a` and `b` map a benchmark's name (as the caller names it: "humaneval", "mbpp",
+    "mbpp_train") to task id -> passed. By default the benchmarks used are those both sides
+    hold, in `a`'s order; `benchmarks` names them instead (each must be on both sides).
+    Within a benchmark both sides need the same tasks (compare() raises otherwise): a
+    benchmark scored on different task sets is an error, never a silent intersection.
+
+    The pooled test puts all those tasks in one paired sample (ids prefixed with the
+    benchmark's name, so two benchmarks may reuse an id): every task weighs the same, so
+    the pooled pass rate is the task-weighted mean, and McNemar counts every discordant task.
+    Keys: benchmarks (the names used), left_out ({name: "only in A"/"only in B"}),
+    per_benchmark ({name: compare() result}), pooled (compare() over all of them).
+    """
+    shared = [x for x in a if x in b]
+    left_out = {x: f"only in {names[0]}" for x in a if x not in b}
+    left_out.update({x: f"only in {names[1]}" for x in b if x not in a})
+    if benchmarks is not None:
+        missing = [x for x in benchmarks if x not in shared]
+        if missing:
+            raise ValueError(f"benchmark(s) {missing} are not scored on both sides "
+                             f"({names[0]}: {sorted(a)}, {names[1]}: {sorted(b)})")
+        left_out.update({x: "not asked for" for x in shared if x not in benchmarks})
+        shared = list(benchmarks)
+    if not shared:
+        raise ValueError(f"no benchmark scored on both sides ({names[0]}: {sorted(a)}, "
+                         f"{names[1]}: {sorted(b)})")
+    options = dict(names=names, alpha=alpha, **bootstrap_options)
+    per_benchmark = {x: compare(a[x], b[x], **options) for x in shared}
+    pooled_a = {f"{x}/{task}": ok for x in shared for task, ok in a[x].items()}
+    pooled_b = {f"{x}/{task}": ok for x in shared for task, ok in b[x].items()}
+    return {"benchmarks": shared, "left_out": left_out, "per_benchmark": per_benchmark,
+            "pooled": compare(pooled_a, pooled_b, **options)}

@@ -7,6 +7,8 @@ from common.settings import default_of, option_fields
 from pipeline.cli import main
 from stages.distill import DistillConfig
 from stages.evaluate import EvalConfig
+from stages.evaluate.export import SampleExportConfig
+from stages.evaluate.verified import VerifiedAnswersConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
 from study.config import ExperimentConfig
 
@@ -19,6 +21,8 @@ COMMANDS = {
     ("distill",): (DistillConfig, {"cache_dir", "students", "losses", "models_dir", "runs_dir"},
                    {"cache_dir", "student", "loss", "run_dir"}),
     ("experiment", "run"): (ExperimentConfig, {"only"}, set()),
+    ("eval-export",): (SampleExportConfig, {"eval_dir", "out_dir"}, set()),
+    ("data", "verified-answers"): (VerifiedAnswersConfig, {"eval_dir"}, set()),
 }
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from study.stats import binomial_two_sided_p, compare, mcnemar, paired_bootstrap
+from study.stats import binomial_two_sided_p, compare, compare_pooled, mcnemar, paired_bootstrap
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
@@ -101,3 +101,43 @@ def test_mismatched_tasks_raise_with_counts():
         compare({}, {})
     with pytest.raises(ValueError, match=r"a\['t1'\] is 0.5, not pass/fail"):
         mcnemar({"t0": True, "t1": 0.5}, {"t0": True, "t1": False})
+
+
+def test_pooled_comparison_finds_what_no_single_benchmark_can():
+    # HumanEval: A alone passes 3, B alone 1 -> p = 2 * (1 + 4) / 16 = 0.625.
+    # MBPP: A alone 7, B alone 1 -> p = 2 * (1 + 8) / 256. Pooled: 10 against 2 on 40 tasks,
+    # p = 2 * (1 + 12 + 66) / 4096 = 0.0386 < 0.05 (the same task ids in both benchmarks).
+    he_a, he_b = discordant(3, 1, both=4, neither=2)
+    mb_a, mb_b = discordant(7, 1, both=6, neither=6)
+    extra = scores("1111")
+    result = compare_pooled({"humaneval": he_a, "mbpp": mb_a, "mbpp_train": extra},
+                            {"humaneval": he_b, "mbpp": mb_b}, names=("akd", "student"),
+                            n_resamples=2000)
+    assert result["benchmarks"] == ["humaneval", "mbpp"]
+    assert result["left_out"] == {"mbpp_train": "only in akd"}
+    he, mb, pooled = result["per_benchmark"]["humaneval"], result["per_benchmark"]["mbpp"], result["pooled"]
+    assert (he["only_a"], he["only_b"], he["n_tasks"]) == (3, 1, 10)
+    assert he["mcnemar_p_value"] == pytest.approx(10 / 16)
+    assert (mb["only_a"], mb["only_b"], mb["n_tasks"]) == (7, 1, 20)
+    assert mb["mcnemar_p_value"] == pytest.approx(18 / 256)
+    assert (pooled["only_a"], pooled["only_b"], pooled["n_tasks"]) == (10, 2, 30)
+    assert pooled["mcnemar_p_value"] == pytest.approx(2 * 79 / 4096)
+    assert pooled["pass_rate_a"] == pytest.approx((7 + 13) / 30)  # task-weighted
+    assert pooled["pass_rate_b"] == pytest.approx((5 + 7) / 30)
+    assert pooled["diff"] == pytest.approx(8 / 30)
+    assert pooled["verdict"] == "akd better (p=0.039)"
+    assert he["verdict"].startswith("no significant") and mb["verdict"].startswith("no significant")
+
+
+def test_pooled_comparison_on_named_benchmarks_and_its_errors():
+    a = {"humaneval": scores("1100"), "mbpp": scores("10", prefix="m")}
+    b = {"humaneval": scores("1000"), "mbpp": scores("01", prefix="m")}
+    only_he = compare_pooled(a, b, benchmarks=("humaneval",), n_resamples=500)
+    assert only_he["benchmarks"] == ["humaneval"] and only_he["left_out"] == {"mbpp": "not asked for"}
+    assert only_he["pooled"]["n_tasks"] == 4 and only_he["pooled"]["only_a"] == 1
+    with pytest.raises(ValueError, match=r"\['mbpp_train'\] are not scored on both sides"):
+        compare_pooled(a, b, benchmarks=("humaneval", "mbpp_train"))
+    with pytest.raises(ValueError, match="no benchmark scored on both sides"):
+        compare_pooled({"humaneval": a["humaneval"]}, {"mbpp": b["mbpp"]})
+    with pytest.raises(ValueError, match="1 task ids only in a"):  # never a silent intersection
+        compare_pooled({"humaneval": scores("11")}, {"humaneval": scores("1")})

@@ -2,11 +2,18 @@
 
 Layout under `out_dir` (one per model):
   summary.json                  the model's scores on every benchmark, role and run metadata
-  <benchmark>/generation.json   the settings the answers were generated with
+  <benchmark>/generation.json   the settings the answers were generated with, and the
+                                engine, tokens and seconds it took (tokens/s)
   <benchmark>/generations.jsonl one line per task: prompt, raw answers, finish reasons
   <benchmark>/results.jsonl     one line per task: statuses, messages, extracted solutions
   <benchmark>/summary.json      that benchmark's scores
 A rerun with the same settings reuses generations.jsonl and only re-executes the code.
+
+Each benchmark's summary carries `generation`: generated tokens, the wall seconds of the
+engine's batched generate call and their ratio (tokens/s), with the engine (backend, dtype,
+max_model_len) that produced them; a reused generation keeps the figures measured when it was
+made. summary.json adds their totals over its benchmarks and the model's parameter count
+(from its safetensors headers), so a size/speed table needs no model loaded.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from common.files import atomic_write
 from stages.evaluate.datasets import load_tasks, mbpp_shots
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.generate import GenerationSettings, generate_answers
+from stages.evaluate.model_size import parameter_count
 from stages.evaluate.config import ROLES, EvalConfig
 from stages.evaluate.prompts import build_prompt
 from stages.evaluate.sandbox import Sandbox
@@ -66,27 +74,31 @@ def evaluate_model(config: EvalConfig, *, role: str = "student", meta: dict | No
     # All answers first, then the engine goes (its memory and cores), then the sandbox runs.
     plans = [_plan(name, model=model, mode=mode, split=split, limit=limit, data_dir=data_dir,
                    settings=settings, template=template) for name in config.benchmarks]
+    engine_info = {"backend": config.backend, "dtype": config.dtype,
+                   "max_model_len": config.max_model_len}
     try:
-        answers = [_answers(plan, out_dir / plan.name, settings, get_engine, progress)
+        answers = [_answers(plan, out_dir / plan.name, settings, get_engine, progress, engine_info)
                    for plan in plans]
     finally:
         if owned is not None:
             owned.close()
     per_benchmark = {}
-    for plan, records in zip(plans, answers):
+    for plan, (records, generation) in zip(plans, answers):
         per_benchmark[plan.name] = _score(plan, records, out_dir / plan.name, settings,
-                                          sandbox, progress)
+                                          sandbox, progress, generation)
         log.info("%s %s pass@1 = %.4f", model, plan.name, per_benchmark[plan.name]["pass@1"])
     n_samples, temperature, max_new_tokens = settings.n_samples, settings.temperature, settings.max_new_tokens
     backend = config.backend
+    benchmarks = {**_earlier_benchmarks(out_dir / "summary.json", model, mode, split, n_samples,
+                                        temperature, max_new_tokens, template_name),
+                  **per_benchmark}
     summary = {
         "kind": SUMMARY_KIND, "version": 1, "model": model, "role": role, "meta": meta or {},
         "mode": mode, "backend": backend, "split": split, "limit": limit,
         "n_samples": n_samples, "temperature": temperature, "max_new_tokens": max_new_tokens,
         "template": template_name, "sandbox": _sandbox_info(sandbox),
-        "benchmarks": {**_earlier_benchmarks(out_dir / "summary.json", model, mode, split, n_samples,
-                                              temperature, max_new_tokens, template_name),
-                       **per_benchmark},
+        "parameters": parameter_count(model), "generation": _total_generation(benchmarks),
+        "benchmarks": benchmarks,
     }
     _write_json(out_dir / "summary.json", summary)
     return summary
@@ -127,20 +139,46 @@ def _plan(name: str, *, model, mode, split, limit, data_dir,
 
 
 def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_engine,
-             progress: bool) -> list:
-    """The saved answers when they match the plan, else new ones (saved)."""
+             progress: bool, engine_info: dict) -> tuple[list, dict]:
+    """(the saved answers when they match the plan, else new ones (saved), their generation
+    figures: see generation_figures)."""
     records = _saved_generations(bench_dir, plan.wanted)
-    if records is None:
-        records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings,
-                                            progress=f"{plan.name} answers" if progress else None)
-        _write_jsonl(bench_dir / "generations.jsonl", records)
-        _write_json(bench_dir / "generation.json",
-                    {**plan.wanted, "generation_s": round(seconds, 2)})
-    return records
+    if records is not None:
+        saved = json.loads((bench_dir / "generation.json").read_text())
+        return records, generation_figures(records, saved.get("generation_s"), saved)
+    records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings,
+                                        progress=f"{plan.name} answers" if progress else None)
+    figures = generation_figures(records, seconds, engine_info)
+    _write_jsonl(bench_dir / "generations.jsonl", records)
+    _write_json(bench_dir / "generation.json", {**plan.wanted, **figures})
+    return records, figures
+
+
+def generation_figures(records: list[dict], seconds: float | None, engine_info: dict) -> dict:
+    """Generated tokens, generation seconds, tokens/s and the engine that made `records`
+    (backend/dtype/max_model_len None where an older generation.json did not record them)."""
+    tokens = sum(s.get("tokens", 0) for r in records for s in r["samples"])
+    seconds = None if seconds is None else round(seconds, 2)  # as saved: a reuse recomputes the same rate
+    return {"generated_tokens": tokens, "generation_s": seconds,
+            "tokens_per_s": round(tokens / seconds, 2) if seconds else None,
+            **{key: engine_info.get(key) for key in ("backend", "dtype", "max_model_len")}}
+
+
+def _total_generation(benchmarks: dict) -> dict | None:
+    """Tokens, seconds and tokens/s over every benchmark whose figures are known."""
+    known = [b["generation"] for b in benchmarks.values()
+             if b.get("generation", {}).get("generation_s")]
+    if not known:
+        return None
+    tokens = sum(g["generated_tokens"] for g in known)
+    seconds = sum(g["generation_s"] for g in known)
+    return {"generated_tokens": tokens, "generation_s": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 2), "benchmarks_counted": len(known),
+            "backends": sorted({str(g["backend"]) for g in known})}
 
 
 def _score(plan: _Plan, records: list, bench_dir: Path, settings: GenerationSettings,
-           sandbox: Sandbox, progress: bool) -> dict:
+           sandbox: Sandbox, progress: bool, generation: dict) -> dict:
     stops = plan.prompts[0].stops if plan.prompts else ()
     results, seconds = score_answers(plan.tasks, records, plan.mode, stops, sandbox,
                                      n_samples=settings.n_samples, progress=progress)
@@ -149,7 +187,7 @@ def _score(plan: _Plan, records: list, bench_dir: Path, settings: GenerationSett
                "skipped": sum(1 for r in records if r["skipped"]),
                "length_cut": sum(s["finish_reason"] == "length"
                                  for r in records for s in r["samples"]),
-               "execution_s": round(seconds, 2)}
+               "execution_s": round(seconds, 2), "generation": generation}
     _write_json(bench_dir / "summary.json", {"kind": f"{SUMMARY_KIND}-benchmark",
                                              "model": plan.wanted["model"], "mode": plan.mode,
                                              **summary})
