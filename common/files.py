@@ -43,6 +43,7 @@ def atomic_path(path: Path | str, tmp_name: str | None = None) -> Iterator[Path]
     `tmp_name`: a fixed temporary name (for callers that clean up a killed run's leftovers);
     default: one unique to this process and call."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(tmp_name or f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
         yield tmp

@@ -44,7 +44,8 @@ from pathlib import Path
 from common.settings import setting
 from stages.evaluate.datasets import CHECKSUMS, HARNESS
 from stages.evaluate.errors import EvaluationError
-from stages.evaluate.saved import SavedBenchmark, load_benchmark, saved_benchmarks, write_atomic
+from common.files import atomic_write as write_atomic
+from stages.evaluate.saved import SavedBenchmark, load_benchmark, saved_benchmarks
 
 INDEX_FILE = "samples.json"
 INDEX_KIND = "akd-eval-samples"

@@ -6,8 +6,6 @@ verified.py): each bad file or line is a one-line EvaluationError naming it.
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +76,3 @@ def read_jsonl(path: Path) -> list[dict]:
                 raise EvaluationError(f"{path} line {number}: not a JSON object")
             rows.append(row)
     return rows
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Readers never see half a file; a crash leaves the old one (or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -30,7 +30,8 @@ from common.settings import setting
 from stages.evaluate.datasets import load_tasks
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.prompts import build_prompt
-from stages.evaluate.saved import load_benchmark, write_atomic
+from common.files import atomic_write as write_atomic
+from stages.evaluate.saved import load_benchmark
 
 TRAINING_SPLITS = ("train",)  # the only MBPP split meant for training
 
