@@ -9,14 +9,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cache_schema import tokenizer_fingerprint
+from cache_schema import CacheError, tokenizer_fingerprint
 from distill_cache import random_cache
 from pipeline.cli import main
 from pipeline.eval_command import distill_run_meta
 from stages.distill import DistillConfig, TokenizerMismatchError, train
 from stages.distill.batching import Example, collate
 from stages.distill.config import BatchingConfig
-from stages.distill.data import MixedBatches, training_loader
+from stages.distill.data import DataPosition, MixedBatches, training_loader
 from stages.distill.mixing import open_mix
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,6 +64,10 @@ def test_a_cache_that_runs_out_restarts_its_own_epoch_reshuffled(pair):
     assert used[0] < 60 and set(big.values()) == {1}  # the big cache is still in its first epoch
     order = [i for item in found for i in item["batch"]["example_ids"] if i.startswith("small:")]
     assert order[:20] != order[20:40]  # (within pools; the batches of a pool are reordered too)
+    position = DataPosition()
+    for item in found:
+        position.advance(item, 1)
+    assert position.epochs(2) == [0, epochs]  # what the train log shows
 
 
 def test_positions_are_padded_to_the_largest_k_and_the_loss_skips_the_padding(pair):
@@ -104,7 +108,7 @@ def test_caches_of_other_tokenizers_are_refused_in_one_line_naming_both(pair, tm
 
 
 def test_too_few_shards_for_the_readers_is_one_line(pair):
-    with pytest.raises(Exception, match=r"small has 4 shard\(s\) for 2 process\(es\) x 3 loader worker") as caught:
+    with pytest.raises(CacheError, match=r"small has 4 shard\(s\) for 2 process\(es\) x 3 loader worker") as caught:
         open_mix(pair).check_shards(2, 3)
     assert "\n" not in str(caught.value)
 

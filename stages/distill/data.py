@@ -59,11 +59,11 @@ class DataPosition:
                 self.counts[i][key] = self.counts[i].get(key, 0) + value
 
     def epochs(self, caches: int) -> list[int]:
-        """Per cache, the epoch its slowest reader is in (0 until every reader has started another)."""
+        """Per cache, the epoch its slowest reader has reached (0 until every reader has started)."""
         started = [s for s in self.readers if s is not None]
         if len(started) < len(self.readers) or not started:
             return [0] * caches
-        return [min(s["streams"][i][0] for s in started) for i in range(caches)]
+        return [min(s["epochs"][i] for s in started) for i in range(caches)]
 
     def examples(self) -> int:
         return sum(c.get("examples", 0) for c in self.counts)
@@ -88,7 +88,8 @@ def sum_counts(counts) -> dict:
 
 
 def _copy_state(state: dict) -> dict:
-    return {"pool": state["pool"], "done": state["done"], "streams": [list(s) for s in state["streams"]]}
+    return {"pool": state["pool"], "done": state["done"], "streams": [list(s) for s in state["streams"]],
+            "epochs": list(state["epochs"])}
 
 
 class CacheStream:
@@ -192,6 +193,7 @@ class MixedBatches(IterableDataset):
             while True:
                 start = [s.position for s in streams]
                 examples, counts = self._draw(streams, worker, pool)
+                reached = [s.epoch for s in streams]  # for the log: a pool may span epochs
                 batches = pack_by_budget(examples, self.options.max_batch_tokens, self.options.max_batch_examples)
                 order = np.random.default_rng([self.seed, self.rank, worker, pool, 1]).permutation(len(batches))
                 for j in range(done, len(batches)):
@@ -199,7 +201,8 @@ class MixedBatches(IterableDataset):
                     used = counts if j == 0 else [{} for _ in streams]
                     for example in batch:
                         used[example.cache]["examples"] = used[example.cache].get("examples", 0) + 1
-                    yield {"worker": worker, "state": {"pool": pool, "done": j + 1, "streams": start},
+                    state = {"pool": pool, "done": j + 1, "streams": start, "epochs": reached}
+                    yield {"worker": worker, "state": state,
                            "counts": used, "batch": collate(batch), "error": None}
                 pool, done = pool + 1, 0
         except CacheError as exc:

@@ -66,14 +66,13 @@ class CacheMix:
 
     def check_shards(self, world: int, loader_workers: int) -> None:
         """Every process, and every loader worker in it, reads its own shards of every cache."""
-        readers = world * max(1, loader_workers)
+        readers = max(1, loader_workers)
         for cache in self.caches:
             shards = len(cache.manifest.shards)
-            if shards // world < max(1, loader_workers):
-                raise CacheError(f"{cache.path} has {shards} shard(s) for {world} process(es) x "
-                                 f"{max(1, loader_workers)} loader worker(s): each reads its own shards of every "
-                                 f"cache, so use at most {readers if shards >= readers else shards} readers "
-                                 "(fewer --num-workers or processes)")
+            if shards // world < readers:
+                raise CacheError(f"{cache.path} has {shards} shard(s) for {world} process(es) x {readers} loader "
+                                 "worker(s), and each of them reads its own shards of every cache: lower "
+                                 "--num-workers or the number of processes")
 
 
 def open_mix(paths, weights=()) -> CacheMix:
