@@ -193,9 +193,10 @@ def loader_share(work: Path, cache: Path, tokenizer, layers: int, steps: int, to
     student = work / "student"
     Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=layers, **QWEN_05B)).save_pretrained(student)
     tokenizer.save_pretrained(student)
-    config = DistillConfig(cache_dir=str(cache), student=str(student), run_dir=str(work / "run"), max_steps=steps,
-                           max_batch_tokens=tokens, max_seq_len=tokens // 2, num_workers=1, eval_fraction=0.0,
-                           checkpoint_every=10**6, log_every=log_every, progress=False, plots=False, overwrite=True)
+    config = DistillConfig.from_options(dict(
+        caches=[str(cache)], student=str(student), run_dir=str(work / "run"), max_steps=steps,
+        max_batch_tokens=tokens, max_seq_len=tokens // 2, num_workers=1, eval_fraction=0.0,
+        checkpoint_every=10**6, log_every=log_every, progress=False, plots=False, overwrite=True))
     with SyncCounter(config.grad_accum) as counter:
         summary = train(config)
     train_rows = [r for r in summary["metrics"] if r["split"] == "train"]

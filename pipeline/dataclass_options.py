@@ -41,7 +41,8 @@ def _option(cls, field: dataclasses.Field, required: bool):
     if typing.get_origin(kind) in (tuple, list):
         item = typing.get_args(kind)[0] if typing.get_args(kind) else str
         return click.option(flag, field.name, type=_CLICK_TYPES.get(item, str), multiple=True,
-                            default=tuple(default or ()), show_default=True, required=required,
+                            default=None if required else tuple(default or ()), show_default=True,
+                            required=required,
                             help=help_text)
     choices = field.metadata.get("choices")
     click_type = click.Choice(list(choices)) if choices else _CLICK_TYPES.get(kind, str)

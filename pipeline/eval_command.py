@@ -1,7 +1,6 @@
 """`akd eval` and `akd report`: pass@1 of any model, and the accuracy-loss tables."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -12,6 +11,7 @@ from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import user_errors
 from pipeline.shared_options import MODELS_DIR_OPTION
+from stages.distill.rundir import CONFIG_FILE, mix_name, read_run_record
 from stages.evaluate import EvalConfig
 
 
@@ -52,12 +52,12 @@ def report_command(runs_dir, out_dir):
 
 
 def distill_run_meta(model_dir: Path) -> dict:
-    """For a distill run's final/ folder: its loss, cache and original student (else {})."""
-    config_file = model_dir.parent / "config.json"
+    """For a distill run's final/ folder: its loss, cache(s) and original student (else {})."""
+    config_file = model_dir.parent / CONFIG_FILE
     if model_dir.name != "final" or not config_file.exists():
         return {}
-    record = json.loads(config_file.read_text())
-    return {"loss": record["options"]["loss"], "cache": record["cache"]["path"],
+    record = read_run_record(config_file)  # a pre-mixing (flat) config.json too
+    return {"loss": record["options"]["loss"]["kind"], "cache": mix_name(record["mix"]),
             "base_model": record["student"]["name"], "run_dir": str(model_dir.parent)}
 
 

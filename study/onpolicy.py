@@ -22,7 +22,7 @@ from common.settings import setting, to_cli_args
 from inference import BACKENDS
 from stages.distill.checkpoint import CHECKPOINTS_DIR
 from stages.distill.config import DistillConfig
-from stages.distill.losses import LOSS_KINDS
+from stages.distill.losses import LOSS_KINDS, LossConfig
 from stages.distill.rundir import run_slug
 from stages.distill.trainer import FINAL_DIR
 from stages.teacher import ResponsesFile, ResponsesFileError, RolloutConfig, TeacherCacheConfig
@@ -64,7 +64,7 @@ class OnPolicyConfig:
     # training
     steps: int = setting(DistillConfig.max_steps, "Distill steps per round.")
     lr: float = setting(DistillConfig.lr, "Distill learning rate, every round.")
-    loss: str = setting(DistillConfig.loss, "Distill loss, every round.", choices=LOSS_KINDS)
+    loss: str = setting(LossConfig.kind, "Distill loss, every round.", choices=LOSS_KINDS)
     offpolicy_cache: str = setting("", "An off-policy teacher cache (e.g. `make teacher-cache`'s) "
                                        "mixed into every round's training; empty: none.")
     onpolicy_fraction: float = setting(0.5, "GKD's lambda: with --offpolicy-cache, the weight of the "
@@ -89,15 +89,21 @@ class OnPolicyConfig:
                                   f"got {self.onpolicy_fraction}")
         if self.eval and not split_list(self.benchmarks):
             raise ExperimentError("--benchmarks must name at least one benchmark with --eval")
-        self.distill_config(student=self.student)  # the training options are checked now
+        self.distill_config(self.student, "round-cache")  # the training options are checked now
 
     @property
     def root(self) -> Path:
         return Path(self.out_dir)
 
-    def distill_config(self, student: str) -> DistillConfig:
-        """The stage's own config for a round's training (the cache is given per round)."""
-        return DistillConfig(student=student, loss=self.loss, max_steps=self.steps, lr=self.lr,
+    def distill_config(self, student: str, round_cache) -> DistillConfig:
+        """The stage's own config for a round's training: the round's cache, mixed with the
+        off-policy cache (GKD's lambda = onpolicy_fraction) when one is given."""
+        caches, weights = (str(round_cache),), ()
+        if self.offpolicy_cache:
+            caches += (self.offpolicy_cache,)
+            weights = (self.onpolicy_fraction, round(1 - self.onpolicy_fraction, 12))
+        return DistillConfig(caches=caches, cache_weights=weights, student=student,
+                             loss=LossConfig(kind=self.loss), max_steps=self.steps, lr=self.lr,
                              seed=self.seed)
 
 
@@ -182,14 +188,9 @@ def score_args(config: OnPolicyConfig, round_: Round) -> list[str]:
 def distill_args(config: OnPolicyConfig, round_: Round) -> list[str]:
     """`akd distill` on the round's cache; with an off-policy cache, both caches and their
     weights (`--cache` repeated, `--cache-weight` in the same order)."""
-    caches = ["--cache", str(round_.cache)]
-    if config.offpolicy_cache:
-        caches += ["--cache", config.offpolicy_cache,
-                   "--cache-weight", str(config.onpolicy_fraction),
-                   "--cache-weight", str(round(1 - config.onpolicy_fraction, 12))]
-    options = to_cli_args(config.distill_config(round_.student),
-                          skip=("cache_dir", "student", "loss", "run_dir"))
-    return ["distill", *caches, "--student", round_.student, "--loss", round_.loss,
+    options = to_cli_args(config.distill_config(round_.student, round_.cache),
+                          skip=("student", "kind", "run_dir"))
+    return ["distill", "--student", round_.student, "--loss", round_.loss,
             "--runs-dir", str(round_.runs_dir), "--models-dir", config.models_dir, *options,
             *config.distill_options.split()]
 

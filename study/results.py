@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from stages.distill.metrics import METRICS_FILE, read_metrics
+from stages.distill.rundir import read_run_record
 from stages.distill.rundir import CONFIG_FILE as RUN_CONFIG_FILE
 from stages.distill.trainer import SUMMARY_FILE as RUN_SUMMARY_FILE
 from study.config import ExperimentError
@@ -51,10 +52,11 @@ def recorded_run_settings(run_dir: Path) -> dict | None:
     path = Path(run_dir) / RUN_CONFIG_FILE
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
-    options, cache = record.get("options", {}), record.get("cache", {})
+    record = read_run_record(path)  # a pre-mixing (flat) config.json is brought to today's layout
+    options = record.get("options", {})
+    cache = (record.get("mix", {}).get("caches") or [{}])[0]  # the first cache's capture settings
     templates = cache.get("templates") or {}
-    return {"loss": (record.get("loss") or {}).get("kind", _option(options, "loss")),
+    return {"loss": _option(options, "kind"),
             "lr": _option(options, "lr"), "max_steps": _option(options, "max_steps"),
             "max_batch_tokens": _option(options, "max_batch_tokens"), "seed": _option(options, "seed"),
             "k": cache.get("k"), "teacher_template": _template_name(templates.get("teacher")),

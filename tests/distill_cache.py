@@ -81,8 +81,10 @@ def _greedy(model, prompt, max_new_tokens: int, eos: int):
 
 def random_cache(out_dir, *, examples: int = 40, vocab: int = 384, k: int = 4, rows_per_shard: int = 5,
                  fingerprint: str = "sha256:random", seed: int = 0, length_every: int = 0,
-                 prompt_len: tuple[int, int] = (2, 12), response_len: tuple[int, int] = (1, 20)) -> Path:
-    """Random but valid records; every `length_every`-th one is marked cut by the token limit."""
+                 prompt_len: tuple[int, int] = (2, 12), response_len: tuple[int, int] = (1, 20),
+                 prefix: str = "rand") -> Path:
+    """Random but valid records (ids `<prefix>:<i>:0`); every `length_every`-th one is marked cut
+    by the token limit."""
     rng = np.random.default_rng(seed)
     ident = {"teacher": {"model": "random", "revision": "test"}, "tokenizer_fingerprint": fingerprint,
              "templates": {}, "sampling": {}, "dataset": {"seed": seed}}
@@ -93,7 +95,7 @@ def random_cache(out_dir, *, examples: int = 40, vocab: int = 384, k: int = 4, r
         logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         order = np.argsort(-logprobs, axis=1)[:, :k]
         writer.add(CachedExample(
-            example_id=f"rand:{i}:0", prompt_ids=list(rng.integers(0, vocab, int(rng.integers(*prompt_len)))),
+            example_id=f"{prefix}:{i}:0", prompt_ids=list(rng.integers(0, vocab, int(rng.integers(*prompt_len)))),
             response_ids=list(order[:, 0]), topk_ids=order,
             topk_logprobs=np.take_along_axis(logprobs, order, axis=1).astype(np.float32),
             finish_reason="length" if length_every and i % length_every == 0 else "stop"))

@@ -18,8 +18,8 @@ COMMANDS = {
     ("rollout",): (RolloutConfig, {"models_dir"}, set()),
     ("eval",): (EvalConfig, {"models_dir"}, set()),
     # a sweep: --student/--loss repeat, and each pair gets its own run folder
-    ("distill",): (DistillConfig, {"cache_dir", "students", "losses", "models_dir", "runs_dir"},
-                   {"cache_dir", "student", "loss", "run_dir"}),
+    ("distill",): (DistillConfig, {"students", "losses", "models_dir", "runs_dir"},
+                   {"student", "kind", "run_dir"}),
     ("experiment", "run"): (ExperimentConfig, {"only"}, set()),
     ("eval-export",): (SampleExportConfig, {"eval_dir", "out_dir"}, set()),
     ("data", "verified-answers"): (VerifiedAnswersConfig, {"eval_dir"}, set()),

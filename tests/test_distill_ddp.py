@@ -22,7 +22,7 @@ from cache_schema import tokenizer_fingerprint
 from distill_cache import random_cache
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = "import json, sys\nfrom stages.distill import DistillConfig, train\ntrain(DistillConfig(**json.loads(sys.argv[1])))\n"
+SCRIPT = "import json, sys\nfrom stages.distill import DistillConfig, train\ntrain(DistillConfig.from_options(json.loads(sys.argv[1])))\n"
 
 
 def launch(options: dict, tmp_path: Path, nproc: int) -> None:
@@ -51,7 +51,7 @@ def runs(tiny_student, tmp_path_factory):
     tokenizer = AutoTokenizer.from_pretrained(tiny_student)
     cache = random_cache(root / "cache", examples=40, rows_per_shard=10, vocab=len(tokenizer),
                          fingerprint=tokenizer_fingerprint(tokenizer), response_len=(3, 20))
-    base = dict(cache_dir=str(cache), student=str(tiny_student), max_steps=6, lr=3e-3, warmup_steps=1,
+    base = dict(caches=[str(cache)], student=str(tiny_student), max_steps=6, lr=3e-3, warmup_steps=1,
                 bf16=False, deterministic=True, threads=1, shuffle_buffer=1, sort_pool=1, max_batch_examples=1,
                 eval_fraction=0.2, eval_every=3, checkpoint_every=3, keep_checkpoints=2, progress=False,
                 plots=False, final_dtype="float32")
@@ -74,7 +74,7 @@ def test_two_gloo_processes_follow_the_single_process_loss_curve(runs, mode, tol
     single, multi = root / "single", root / mode
     assert len(curve(single, "train", "loss")) == 6
     assert curve(multi, "train", "tokens") == curve(single, "train", "tokens")  # same global batches
-    assert curve(multi, "train", "epoch") == [0] * 6  # no shard ran dry: the steps held the same examples
+    assert curve(multi, "train", "epochs") == [[0]] * 6  # no shard ran dry: the steps held the same examples
     for split, key in (("train", "loss"), ("train", "grad_norm"), ("eval", "eval_fkl"), ("eval", "eval_nll")):
         assert curve(multi, split, key) == pytest.approx(curve(single, split, key), rel=tolerance), key
     expected, found = load_file(single / "final" / "model.safetensors"), load_file(multi / "final" / "model.safetensors")

@@ -13,13 +13,14 @@ from safetensors.torch import load_file
 
 from cache_schema import tokenizer_fingerprint
 from distill_cache import random_cache
+from stages.distill.data import DataPosition
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING_KEYS = ("step_time_s", "data_wait_s")
 
 
 def command(options: dict) -> list[str]:
-    code = "import json, sys; from stages.distill import DistillConfig, train; train(DistillConfig(**json.loads(sys.argv[1])))"
+    code = "import json, sys; from stages.distill import DistillConfig, train; train(DistillConfig.from_options(json.loads(sys.argv[1])))"
     return [sys.executable, "-c", code, json.dumps(options)]
 
 
@@ -58,17 +59,26 @@ def train_metrics(run_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_run_killed_twice_ends_with_the_weights_of_an_uninterrupted_run(tiny_student, tmp_path):
+@pytest.mark.parametrize("mixed", [False, True], ids=["one-cache", "two-caches"])
+def test_a_run_killed_twice_ends_with_the_weights_of_an_uninterrupted_run(tiny_student, tmp_path, mixed):
+    """Mixed: a second cache (other k, other size) drawn with weight 2 against 1, so the
+    checkpoint must carry both caches' stream positions and the sampler's pool."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_student)
+    fingerprint = tokenizer_fingerprint(tokenizer)
     cache = random_cache(tmp_path / "cache", examples=24, rows_per_shard=5, vocab=len(tokenizer),
-                         fingerprint=tokenizer_fingerprint(tokenizer), response_len=(2, 30))
-    base = dict(cache_dir=str(cache), student=str(tiny_student), max_steps=14, lr=2e-3, warmup_steps=3,
-                grad_accum=2, bf16=True, deterministic=True, threads=1, num_workers=1, max_batch_tokens=96,
-                max_seq_len=96, max_batch_examples=3, shuffle_buffer=6, sort_pool=4, eval_fraction=0.2,
-                eval_every=3, checkpoint_every=1, keep_checkpoints=2, progress=False, plots=False,
-                final_dtype="float32")
+                         fingerprint=fingerprint, response_len=(2, 30))
+    caches, weights = [str(cache)], []
+    if mixed:
+        other = random_cache(tmp_path / "other", examples=15, rows_per_shard=5, vocab=len(tokenizer), k=6, seed=1,
+                             fingerprint=fingerprint, response_len=(2, 20), prefix="other")
+        caches, weights = [str(cache), str(other)], [1.0, 2.0]
+    base = dict(caches=caches, cache_weights=weights, student=str(tiny_student), max_steps=14, lr=2e-3,
+                warmup_steps=3, grad_accum=2, bf16=True, deterministic=True, threads=1, num_workers=1,
+                max_batch_tokens=96, max_seq_len=96, max_batch_examples=3, shuffle_buffer=6, sort_pool=4,
+                eval_fraction=0.2, eval_every=3, checkpoint_every=1, keep_checkpoints=2, progress=False,
+                plots=False, final_dtype="float32")
     straight = tmp_path / "straight"
     run_to_end({**base, "run_dir": str(straight)})
 
@@ -85,8 +95,14 @@ def test_a_run_killed_twice_ends_with_the_weights_of_an_uninterrupted_run(tiny_s
     assert train_metrics(killed) == train_metrics(straight)
     states = [torch.load(run / "checkpoints" / "step-0000014" / "trainer_state.pt", weights_only=False)
               for run in (straight, killed)]
-    assert states[1]["data"] == states[0]["data"] and states[1]["data"][0]["epoch"] >= 1  # crossed epochs
+    assert states[1]["data"] == states[0]["data"]
+    epochs = DataPosition.from_dict(states[1]["data"][0]).epochs(len(caches))
+    assert epochs[-1] >= 1  # crossed epochs (the second cache, drawn twice as often, more than once)
     assert torch.equal(states[1]["rng"][0]["torch"], states[0]["rng"][0]["torch"])  # RNG continued too
+    if mixed:
+        evals = [r for r in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())
+                 if r["split"] == "eval"]
+        assert all("eval_fkl/cache" in r and "eval_fkl/other" in r for r in evals)
 
 
 def test_a_save_that_fills_the_disk_fails_in_one_line_and_keeps_the_previous_copy(tmp_path, monkeypatch):

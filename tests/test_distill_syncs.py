@@ -39,7 +39,7 @@ def sync_cache(tiny_student, tmp_path_factory):
 
 
 def options(cache, student, run_dir) -> dict:
-    return dict(cache_dir=str(cache), student=str(student), run_dir=str(run_dir), max_steps=6, log_every=3,
+    return dict(caches=[str(cache)], student=str(student), run_dir=str(run_dir), max_steps=6, log_every=3,
                 grad_accum=2, lr=1e-3, warmup_steps=1, bf16=False, threads=1, num_workers=0, max_batch_tokens=96,
                 max_seq_len=96, max_batch_examples=3, eval_fraction=0.2, eval_every=100, checkpoint_every=100,
                 progress=False, plots=False, final_dtype="float32")
@@ -70,7 +70,7 @@ def test_a_step_that_logs_nothing_reads_nothing_back(stats_on, sync_cache, tiny_
     if stats_on == "device":
         stats_left_on_the_device(monkeypatch)
     with SyncCounter(grad_accum=2) as counter:
-        summary = train(DistillConfig(**options(sync_cache, tiny_student, tmp_path / "run")))
+        summary = train(DistillConfig.from_options(options(sync_cache, tiny_student, tmp_path / "run")))
     syncs = counter.per_step("loop", "sync")
     print(json.dumps(counter.table(), indent=1))
     assert summary["steps"] == 6 and [r["step"] for r in summary["metrics"] if r["split"] == "train"] == [3, 6]
@@ -80,9 +80,9 @@ def test_a_step_that_logs_nothing_reads_nothing_back(stats_on, sync_cache, tiny_
 
 
 def test_statistics_left_on_the_device_log_the_same_numbers(sync_cache, tiny_student, tmp_path, monkeypatch):
-    on_host = train(DistillConfig(**options(sync_cache, tiny_student, tmp_path / "host")))
+    on_host = train(DistillConfig.from_options(options(sync_cache, tiny_student, tmp_path / "host")))
     stats_left_on_the_device(monkeypatch)
-    on_device = train(DistillConfig(**options(sync_cache, tiny_student, tmp_path / "device")))
+    on_device = train(DistillConfig.from_options(options(sync_cache, tiny_student, tmp_path / "device")))
     assert train_records(on_device) == train_records(on_host)
 
 
@@ -93,7 +93,7 @@ from host_syncs import SyncCounter
 from stages.distill import DistillConfig, train
 options = json.loads(sys.argv[1])
 with SyncCounter(options["grad_accum"]) as counter:
-    train(DistillConfig(**options))
+    train(DistillConfig.from_options(options))
 import torch.distributed as dist
 rank = int(__import__("os").environ["RANK"])
 counts = {{kind: {{bucket: counter.per_step(bucket, kind) for bucket in ("loop", "loss", "model", "loader")}}

@@ -20,11 +20,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def tiny_config(cache, student, run_dir, **overrides) -> DistillConfig:
-    options = dict(cache_dir=str(cache), student=str(student), run_dir=str(run_dir), max_steps=2, lr=1e-3,
+    options = dict(caches=[str(cache)], student=str(student), run_dir=str(run_dir), max_steps=2, lr=1e-3,
                    warmup_steps=0, bf16=False, progress=False, plots=False, num_workers=0, max_batch_tokens=128,
                    max_seq_len=128, max_batch_examples=4, eval_fraction=0.25, threads=1, final_dtype="float32")
     options.update(overrides)
-    return DistillConfig(**options)
+    return DistillConfig.from_options(options)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def tiny_tokenizer(tiny_student):
 def test_a_teacher_distilled_from_its_own_cache_starts_at_zero_loss(which, loss, full_vocab_cache, topk_cache,
                                                                      tiny_teacher, tmp_path):
     cache = full_vocab_cache if which == "full" else topk_cache
-    summary = train(tiny_config(cache, tiny_teacher, tmp_path, loss=loss, max_steps=1, lr=1e-12))
+    summary = train(tiny_config(cache, tiny_teacher, tmp_path, kind=loss, max_steps=1, lr=1e-12))
     first = summary["train"]
     assert abs(first["loss"]) < 1e-4 and abs(first["fkl"]) < 1e-4 and abs(first["rkl"]) < 1e-4
     assert first["top1_agreement"] == 1.0
@@ -61,7 +61,7 @@ def test_a_teacher_distilled_from_its_own_cache_starts_at_zero_loss(which, loss,
 
 def test_distilling_the_student_lowers_heldout_fkl(topk_cache, tiny_student, tmp_path):
     summary = train(tiny_config(topk_cache, tiny_student, tmp_path, max_steps=12, lr=3e-3, eval_every=6,
-                                checkpoint_every=5, keep_checkpoints=2, plots=True, loss="akd"))
+                                checkpoint_every=5, keep_checkpoints=2, plots=True, kind="akd"))
     evals = [r for r in summary["metrics"] if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [0, 6, 12]
     assert evals[-1]["eval_fkl"] < 0.8 * evals[0]["eval_fkl"]
@@ -70,8 +70,10 @@ def test_distilling_the_student_lowers_heldout_fkl(topk_cache, tiny_student, tmp
 
     run = tmp_path
     config = json.loads((run / "config.json").read_text())
-    assert config["cache"]["teacher"] == {"model": "tiny-teacher", "revision": "test"}
-    assert config["cache"]["k"] == 8 and config["options"]["lr"] == 3e-3
+    cache = config["mix"]["caches"][0]
+    assert cache["teacher"] == {"model": "tiny-teacher", "revision": "test"} and cache["probability"] == 1.0
+    assert cache["k"] == 8 and config["options"]["lr"] == 3e-3 and config["options"]["loss"]["kind"] == "akd"
+    assert "loss" not in config and "cache" not in config  # each setting stored once
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(summary["metrics"]) == 12 + 3
     assert all((run / name).stat().st_size > 1000 for name in ("losses.png", "head_weight.png", "lr.png"))
@@ -84,7 +86,7 @@ def test_distilling_the_student_lowers_heldout_fkl(topk_cache, tiny_student, tmp
     saved = json.loads((run / "summary.json").read_text())
     assert saved["steps"] == 12 and saved["eval"]["eval_fkl"] == evals[-1]["eval_fkl"]
     assert saved["peak_memory_gib"] > 0 and "metrics" not in saved
-    assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(run / "final")) == config["cache"]["tokenizer_fingerprint"]
+    assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(run / "final")) == cache["tokenizer_fingerprint"]
     original = AutoModelForCausalLM.from_pretrained(tiny_student)
     assert not torch.equal(final.lm_head.weight, original.lm_head.weight)
 

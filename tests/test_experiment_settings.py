@@ -2,8 +2,8 @@
 import json
 from types import SimpleNamespace
 
-from common.settings import build_config
 from stages.distill.config import DistillConfig
+from stages.distill.mixing import CacheMix, MixedCache
 from stages.distill.rundir import CONFIG_FILE, run_record
 from study.config import ExperimentConfig
 from study.plan import CHOICE_FILE, build_plan
@@ -21,10 +21,13 @@ def _manifest(k: int, teacher_template: str):
 
 def _record_run(step, manifest, **options):
     """config.json as the trainer writes it, for the options the run really got."""
-    config = build_config(DistillConfig, {"cache_dir": "c", "student": "s", "loss": step.meta["loss"], "max_seq_len": 128,
-                                          **options})
+    config = DistillConfig.from_options({"caches": ("c",), "student": "s", "kind": step.meta["loss"],
+                                         "max_seq_len": 128, **options})
+    mix = CacheMix(caches=(MixedCache(path="c", label="c", probability=1.0,
+                                      reader=SimpleNamespace(manifest=manifest)),),
+                   weighted=False, k=manifest.k)
     step.output.mkdir(parents=True)
-    (step.output / CONFIG_FILE).write_text(json.dumps(run_record(config, manifest, "sha256:x", 10, 1), default=str))
+    (step.output / CONFIG_FILE).write_text(json.dumps(run_record(config, mix, "sha256:x", 10, 1), default=str))
 
 
 def test_the_report_shows_recorded_settings_and_flags_a_run_that_differs(tmp_path):

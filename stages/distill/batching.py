@@ -24,6 +24,7 @@ class Example:
     topk_logprobs: np.ndarray  # [n, k] float32
     topk_mass: np.ndarray  # [n] float32
     tail_logprob: np.ndarray | None  # [n] float32; None from a version-1 cache (tail = 1 - mass)
+    cache: int = 0  # which cache of the run's mix it came from
 
     @property
     def length(self) -> int:
@@ -65,7 +66,8 @@ def pack_by_budget(examples: list[Example], max_tokens: int, max_examples: int) 
 def collate(examples: list[Example], pad_id: int = 0) -> dict:
     """Right-padded inputs [B, T] plus the response positions' targets flattened to [N, ...]
     in the row-major order of `response_mask`, i.e. the order of hidden[response_mask].
-    tail_logprob is None when any example lacks it (a version-1 cache: the loss uses the mass)."""
+    tail_logprob is None when every example lacks it (version-1 caches: the loss uses the mass);
+    in a batch mixing versions, a version-1 example's tail is log(1 - mass), the loss's own rule."""
     width = max(e.length for e in examples)
     rows = len(examples)
     input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
@@ -84,11 +86,19 @@ def collate(examples: list[Example], pad_id: int = 0) -> dict:
         "topk_ids": torch.from_numpy(np.concatenate([e.topk_ids for e in examples])),
         "topk_logprobs": torch.from_numpy(np.concatenate([e.topk_logprobs for e in examples])),
         "topk_mass": torch.from_numpy(np.concatenate([e.topk_mass for e in examples])),
-        "tail_logprob": (None if any(e.tail_logprob is None for e in examples)
-                         else torch.from_numpy(np.concatenate([e.tail_logprob for e in examples]))),
+        "tail_logprob": _tails(examples),
         "target_ids": torch.from_numpy(np.concatenate([e.response_ids for e in examples])),
         "example_ids": [e.example_id for e in examples],
     }
+
+
+def _tails(examples: list[Example]) -> torch.Tensor | None:
+    if all(e.tail_logprob is None for e in examples):
+        return None
+    with np.errstate(divide="ignore"):  # a full top-k leaves no tail: log 0 = -inf, as the cache stores it
+        tails = [e.tail_logprob if e.tail_logprob is not None
+                 else np.log(np.clip(1.0 - e.topk_mass, 0.0, None)).astype(np.float32) for e in examples]
+    return torch.from_numpy(np.concatenate(tails))
 
 
 def empty_batch(k: int) -> dict:

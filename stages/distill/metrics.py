@@ -83,6 +83,19 @@ def _as_vector(values: list) -> torch.Tensor:
     return torch.stack([torch.as_tensor(v, device=device).detach().to(torch.float64).reshape(()) for v in values])
 
 
+def pool_eval(per_cache: list[dict]) -> dict:
+    """The metrics of several held-out slices as one: means weighted by their tokens."""
+    if len(per_cache) == 1:
+        return dict(per_cache[0])
+    tokens = sum(m["eval_tokens"] for m in per_cache)
+    pooled = {"eval_tokens": tokens}
+    for key in per_cache[0]:
+        if key != "eval_tokens":
+            pooled[key] = (sum(m[key] * m["eval_tokens"] for m in per_cache if m["eval_tokens"]) / tokens
+                           if tokens else float("nan"))
+    return pooled
+
+
 def _clean(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None  # NaN/inf are not JSON
@@ -119,7 +132,7 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def plot_metrics(records: list[dict], out_dir) -> list[Path]:
-    """losses.png (train loss, eval FKL/RKL/NLL), head_weight.png, lr.png."""
+    """losses.png (train loss, eval FKL/RKL/NLL, each cache's eval FKL), head_weight.png, lr.png."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,9 +140,12 @@ def plot_metrics(records: list[dict], out_dir) -> list[Path]:
 
     train = [r for r in records if r["split"] == "train"]
     evals = [r for r in records if r["split"] == "eval"]
+    per_cache = sorted({key for r in evals for key in r if key.startswith("eval_fkl/")})  # a mix of caches
     figures = {
         "losses.png": ("loss (nats/token)", [(train, "loss", "train loss"), (evals, "eval_fkl", "eval FKL"),
-                                             (evals, "eval_rkl", "eval RKL"), (evals, "eval_loss", "eval loss")]),
+                                             (evals, "eval_rkl", "eval RKL"), (evals, "eval_loss", "eval loss"),
+                                             *[(evals, key, f"eval FKL, {key.split('/', 1)[1]}")
+                                               for key in per_cache]]),
         "head_weight.png": ("AKD head weight w", [(train, "head_weight", "train (mean over tokens)")]),
         "lr.png": ("learning rate", [(train, "lr", "lr")]),
     }

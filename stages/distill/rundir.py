@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from cache_schema.manifest import software_versions
@@ -16,10 +15,12 @@ from common.files import atomic_write_json
 
 from . import distributed
 from .checkpoint import latest_checkpoint, remove_interrupted_saves
-from .config import DistillConfig, resume_difference
+from .config import DistillConfig, nested_location, resume_difference
 from .errors import DistillConfigError
+from .mixing import CacheMix
 
 CONFIG_FILE = "config.json"
+RECORD_LAYOUT = 2  # 2: nested options and a cache mix; 1 (no `layout` key): flat options, one cache
 
 
 def run_slug(spec: str) -> str:
@@ -27,34 +28,58 @@ def run_slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name)
 
 
-def run_record(config: DistillConfig, manifest, student_fingerprint: str, vocab: int, world: int) -> dict:
-    """What config.json holds: options, the cache's capture settings (read, never mirrored)."""
+def run_record(config: DistillConfig, mix: CacheMix, student_fingerprint: str, vocab: int, world: int) -> dict:
+    """What config.json holds: the options (nested: loss.*, batching.*), the cache mix with
+    each cache's capture settings (read from its manifest, never mirrored into options)."""
     return {
+        "layout": RECORD_LAYOUT,
         "options": config.to_dict(),
-        "loss": asdict(config.loss_config()),
-        "cache": {
-            "path": str(Path(config.cache_dir).resolve()),
-            "teacher": manifest.identity.get("teacher"),
-            "tokenizer_fingerprint": manifest.identity.get("tokenizer_fingerprint"),
-            "templates": manifest.identity.get("templates"),
-            "sampling": manifest.identity.get("sampling"),
-            "dataset": manifest.identity.get("dataset"),
-            "identity": manifest.identity,
-            "k": manifest.k,
-            "vocab_size": manifest.vocab_size,
-            "encoding": manifest.encoding,
-            "format_version": manifest.format_version,
-            "rows": manifest.rows,
-            "response_tokens": manifest.response_tokens,
-            "shards": len(manifest.shards),
-        },
+        "mix": mix.record(),
         "student": {"name": config.student, "tokenizer_fingerprint": student_fingerprint, "vocab_size": vocab},
         "world_size": world,
-        "global_batch": {"max_tokens": config.max_batch_tokens * world * config.grad_accum,
-                         "max_examples": config.max_batch_examples * world * config.grad_accum,
+        "global_batch": {"max_tokens": config.batching.max_batch_tokens * world * config.grad_accum,
+                         "max_examples": config.batching.max_batch_examples * world * config.grad_accum,
                          "per_rank_micro_batches": config.grad_accum},
         "software": software_versions(),
     }
+
+
+def read_run_record(path: Path) -> dict:
+    """A run's config.json, a pre-mixing (flat) one brought to today's layout."""
+    return upgrade_record(json.loads(Path(path).read_text()))
+
+
+def mix_name(mix: dict) -> str:
+    """What a report calls a run's data: the cache's path, or each cache's with its share."""
+    caches = mix["caches"]
+    if len(caches) == 1:
+        return caches[0]["path"]
+    return " + ".join(f"{c['path']} ({c['probability']:.2f})" for c in caches)
+
+
+def upgrade_record(record: dict) -> dict:
+    """The flat layout (one `cache`, loss options beside the others, `loss` stored twice) in
+    today's nested one: options.loss.*, options.batching.*, options.caches, mix.caches."""
+    if record.get("layout", 1) >= RECORD_LAYOUT:
+        return record
+    flat = dict(record.get("options", {}))
+    renamed = {"loss": "kind", "loss_chunk_size": "chunk_size"}
+    options: dict = {}
+    where = nested_location()
+    for key, value in flat.items():
+        if key == "cache_dir":
+            options["caches"], options["cache_weights"] = [value], []
+            continue
+        dotted = where.get(renamed.get(key, key), key)
+        outer, _, inner = dotted.rpartition(".")
+        (options.setdefault(outer, {}) if outer else options)[inner] = value
+    if isinstance(record.get("loss"), dict) and "eps" in record["loss"]:
+        options.setdefault("loss", {})["eps"] = record["loss"]["eps"]
+    upgraded = {k: v for k, v in record.items() if k not in ("options", "loss", "cache")}
+    cache = record.get("cache")
+    mix = {"sampling": "sizes", "k": cache.get("k"),
+           "caches": [{**cache, "label": Path(cache.get("path", "")).name, "probability": 1.0}]} if cache else None
+    return {**upgraded, "layout": RECORD_LAYOUT, "options": options, "mix": mix}
 
 
 def prepare_run_dir(config: DistillConfig, record: dict, env) -> Path | None:
@@ -78,16 +103,30 @@ def prepare_run_dir(config: DistillConfig, record: dict, env) -> Path | None:
 
 
 def _check_same_run(config_path: Path, record: dict) -> None:
-    saved = json.loads(config_path.read_text())
+    raw = json.loads(config_path.read_text())
+    saved = upgrade_record(raw)
     where = f"{config_path.parent}"
     diff = resume_difference(saved.get("options", {}), record["options"])
     if diff is None and saved.get("world_size") != record["world_size"]:
         diff = f"world size: the run in place used {saved.get('world_size')} processes, this one {record['world_size']}"
-    if diff is None and saved.get("cache", {}).get("identity") != record["cache"]["identity"]:
-        diff = "the cache: the run in place was trained on a cache with another identity"
+    if diff is None:
+        diff = _cache_difference(saved.get("mix") or {}, record["mix"])
+    if diff is None and raw.get("layout", 1) < RECORD_LAYOUT:
+        raise DistillConfigError(f"{where} holds a run begun before cache mixing (flat config.json, layout 1): "
+                                 "its checkpoint's data position cannot be continued by this version; pass "
+                                 "--overwrite to start it again, or choose another --run-dir")
     if diff:
         raise DistillConfigError(f"{where} holds a run with other settings ({diff}); rerun the same command "
                                  "to resume it, or pass --overwrite, or choose another --run-dir")
+
+
+def _cache_difference(saved: dict, current: dict) -> str | None:
+    """A cache whose contents changed since the run began (same path, another identity)."""
+    before = [c.get("identity") for c in saved.get("caches", [])]
+    for i, cache in enumerate(current["caches"]):
+        if i >= len(before) or before[i] != cache["identity"]:
+            return f"cache {cache['path']}: the run in place was trained on a cache with another identity"
+    return None
 
 
 def _wipe(run_dir: Path) -> None:

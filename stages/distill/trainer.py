@@ -2,7 +2,7 @@
 each step fetch micro-batches, forward and backward, clip, update, and do what the step is due.
 
     from stages.distill import DistillConfig, train
-    summary = train(DistillConfig(cache_dir="caches/x", student="models/student", run_dir="runs/x"))
+    summary = train(DistillConfig(caches=("caches/x",), student="models/student", run_dir="runs/x"))
 
 Single process, or `torchrun --nproc_per_node N` (DDP; FSDP2 with fsdp=True). Global batch =
 per-rank micro-batch x world x grad_accum; the loss of a step is the mean over all its
@@ -32,16 +32,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cache_schema import CacheError, CacheReader, tokenizer_fingerprint
+from cache_schema import tokenizer_fingerprint
 
 from . import distributed
 from .checkpoint import (MODEL_DIR, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
                          save_final, set_rng_state)
 from .config import DistillConfig
-from .data import BatchingOptions, BatchStream, DataPosition, heldout_batches, move_batch
+from .data import BatchStream, DataPosition, heldout_batches, move_batch, sum_counts
 from .errors import DistillConfigError, NonFiniteLossError
 from .heldout import evaluate
-from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics
+from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics, pool_eval
+from .mixing import CacheMix, open_mix
 from .rundir import prepare_run_dir, run_record
 from .student_model import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
@@ -109,7 +110,7 @@ class _Run:
 
     config: DistillConfig
     env: distributed.DistEnv
-    manifest: object
+    mix: CacheMix
     tokenizer: object
     module: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -117,7 +118,7 @@ class _Run:
     autocast: torch.autocast
     stream: BatchStream
     position: DataPosition  # the stream advances it; checkpoints save it
-    eval_batches: list
+    eval_batches: list[list]  # per cache of the mix
     have_eval: bool  # some rank holds held-out batches
     log: MetricsLog
     step: int
@@ -134,29 +135,28 @@ class _Run:
 
 def _start(config: DistillConfig, env) -> _Run:
     started = time.perf_counter()
-    manifest, tokenizer, vocab, resume_from = _check_cache_and_student(config, env)
+    mix, tokenizer, vocab, resume_from = _check_caches_and_student(config, env)
     module = _build_student(config, env, vocab, resume_from)
     optimizer = _make_optimizer(module, config, env)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
     step, position, records, elapsed_before = _resume(resume_from, env, module, optimizer, scheduler)
     log = MetricsLog(config.run_path, records, enabled=env.is_main)
-    stream, eval_batches, have_eval = _open_data(config, env, position)
+    stream, eval_batches, have_eval = _open_data(config, env, mix, position)
     autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=config.bf16)
-    return _Run(config, env, manifest, tokenizer, module, optimizer, scheduler, autocast, stream, position,
+    return _Run(config, env, mix, tokenizer, module, optimizer, scheduler, autocast, stream, position,
                 eval_batches, have_eval, log, step, started, elapsed_before)
 
 
-def _check_cache_and_student(config: DistillConfig, env):
-    """The cache and the student's tokenizer must agree before anything is trained; then the
-    run directory is made (or checked, to resume): (manifest, tokenizer, vocab, checkpoint or None)."""
-    manifest = CacheReader(config.cache_dir).manifest
-    if len(manifest.shards) < env.world:
-        raise CacheError(f"{config.cache_dir} has {len(manifest.shards)} shard(s) for {env.world} processes: "
-                         "each process reads its own shards, so use at most that many")
+def _check_caches_and_student(config: DistillConfig, env):
+    """The caches (one tokenizer among them) and the student's tokenizer must agree before
+    anything is trained; then the run directory is made (or checked, to resume):
+    (mix, tokenizer, vocab, checkpoint or None)."""
+    mix = open_mix(config.caches, config.cache_weights)
+    mix.check_shards(env.world, config.num_workers)
     tokenizer = load_tokenizer(config.student)
-    vocab = check_tokenizer(tokenizer, manifest, config.student)
-    record = run_record(config, manifest, tokenizer_fingerprint(tokenizer), vocab, env.world)
-    return manifest, tokenizer, vocab, prepare_run_dir(config, record, env)
+    vocab = check_tokenizer(tokenizer, mix.manifest, config.student)
+    record = run_record(config, mix, tokenizer_fingerprint(tokenizer), vocab, env.world)
+    return mix, tokenizer, vocab, prepare_run_dir(config, record, env)
 
 
 def _build_student(config: DistillConfig, env, vocab: int, resume_from):
@@ -164,7 +164,7 @@ def _build_student(config: DistillConfig, env, vocab: int, resume_from):
     model = load_model(str(resume_from / MODEL_DIR) if resume_from else config.student)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module = DistillStudent(model, config.loss_config(), vocab).to(env.device)
+    module = DistillStudent(model, config.loss, vocab).to(env.device)
     module.train()
     return distributed.wrap(module, env, config.fsdp)
 
@@ -183,23 +183,16 @@ def _resume(resume_from, env, module, optimizer, scheduler) -> tuple[int, DataPo
     return state["step"], DataPosition.from_dict(state["data"][env.rank]), state["metrics"], state["elapsed_s"]
 
 
-def _open_data(config: DistillConfig, env, position: DataPosition) -> tuple[BatchStream, list, bool]:
-    """This rank's training stream (from position) and held-out batches; whether any rank has some."""
-    options = _batching_options(config)
-    stream = BatchStream(config.cache_dir, options, rank=env.rank, world=env.world,
-                         num_workers=config.num_workers, seed=config.seed, position=position,
-                         pin_memory=env.device.type == "cuda")
-    eval_batches, _ = heldout_batches(config.cache_dir, options, rank=env.rank, world=env.world,
-                                      max_examples=math.ceil(config.eval_max_examples / env.world))
-    have_eval = distributed.sum_across(env, [len(eval_batches)])[0] > 0
+def _open_data(config: DistillConfig, env, mix: CacheMix, position: DataPosition) -> tuple[BatchStream, list, bool]:
+    """This rank's training stream (from position) and each cache's held-out batches; whether
+    any rank has some."""
+    stream = BatchStream(mix, config.batching, rank=env.rank, world=env.world, num_workers=config.num_workers,
+                         seed=config.seed, position=position, pin_memory=env.device.type == "cuda")
+    per_rank = math.ceil(config.eval_max_examples / env.world)
+    eval_batches = [heldout_batches(cache.reader, config.batching, k=mix.k, rank=env.rank, world=env.world,
+                                    max_examples=per_rank)[0] for cache in mix.caches]
+    have_eval = distributed.sum_across(env, [sum(map(len, eval_batches))])[0] > 0
     return stream, eval_batches, have_eval
-
-
-def _batching_options(config: DistillConfig) -> BatchingOptions:
-    return BatchingOptions(max_batch_tokens=config.max_batch_tokens, max_batch_examples=config.max_batch_examples,
-                           max_seq_len=config.max_seq_len, shuffle_buffer=config.shuffle_buffer,
-                           sort_pool=config.sort_pool, drop_length_truncated=config.drop_length_truncated,
-                           eval_fraction=config.eval_fraction)
 
 
 def _make_optimizer(module, config: DistillConfig, env) -> torch.optim.Optimizer:
@@ -299,7 +292,7 @@ class _Report:
 def _read_back(run: _Run, stats: StepStats, global_tokens: torch.Tensor, grad_norm: torch.Tensor) -> _Report:
     """The step's statistics summed over ranks in one all-reduce, then read back in one copy."""
     device = global_tokens.device
-    examples = torch.tensor([run.position.counts.get("examples", 0)], dtype=torch.float64)
+    examples = torch.tensor([run.position.examples()], dtype=torch.float64)
     per_rank = torch.cat([stats.sums.to(device), run.watch.flags(device), examples.to(device)])
     summed = distributed.all_reduce_sum(run.env, per_rank)
     global_values = torch.cat([global_tokens.to(torch.float64), grad_norm.to(device, torch.float64).reshape(1)])
@@ -323,14 +316,21 @@ def _stop_if_nonfinite(run: _Run, report: _Report) -> None:
 
 
 def _log_train(run: _Run, report: _Report, lr: float, step_time: float, data_wait: float) -> None:
-    run.log.add({"split": "train", "step": run.step, "epoch": run.position.epoch, "lr": lr, **report.stats,
+    run.log.add({"split": "train", "step": run.step, "epochs": run.position.epochs(len(run.mix.caches)),
+                 "lr": lr, **report.stats,
                  "tokens": report.tokens, "grad_norm": report.grad_norm, "step_time_s": step_time,
                  "data_wait_s": data_wait, "examples_seen": report.examples_seen})
 
 
 def _evaluate(run: _Run) -> None:
-    run.log.add({"split": "eval", "step": run.step,
-                 **evaluate(run.module, run.eval_batches, run.env, run.autocast, run.manifest.k)})
+    """Each cache's held-out slice, then all of them pooled (token-weighted): with several
+    caches the record holds both, the per-cache figures as `<metric>/<cache label>`."""
+    per_cache = [evaluate(run.module, batches, run.env, run.autocast, run.mix.k) for batches in run.eval_batches]
+    record = {"split": "eval", "step": run.step, **pool_eval(per_cache)}
+    if len(per_cache) > 1:
+        for cache, metrics in zip(run.mix.caches, per_cache):
+            record.update({f"{key}/{cache.label}": value for key, value in metrics.items()})
+    run.log.add(record)
 
 
 def _save_checkpoint(run: _Run) -> None:
@@ -352,6 +352,7 @@ def _save_checkpoint(run: _Run) -> None:
 def _finish(run: _Run) -> dict:
     """Save the distilled model (final/) and summary.json; returns the summary and the metrics."""
     config, env = run.config, run.env
+    run.stream.close()
     final_state = distributed.model_state(run.module)
     final_dir = run.run_dir / FINAL_DIR
     if env.is_main:
@@ -360,7 +361,7 @@ def _finish(run: _Run) -> dict:
         if config.plots:
             plot_metrics(run.log.records, run.run_dir)
     distributed.barrier(env)
-    counts = distributed.gather_objects(env, run.position.counts)
+    per_rank = distributed.gather_objects(env, run.position.counts)  # per rank, per cache
     summary = {
         "run_dir": str(run.run_dir), "final_dir": str(final_dir), "steps": run.step, "world": env.world,
         "train": run.log.last("train"), "eval": run.log.last("eval"),
@@ -368,7 +369,9 @@ def _finish(run: _Run) -> dict:
         "train_time_s": run.elapsed_before + time.perf_counter() - run.started,
         "loader_wait_share": run.wait_total / run.step_total if run.step_total else 0.0,
         "peak_memory_gib": _peak_memory_gib(env.device),
-        "data_counts": {k: sum(c.get(k, 0) for c in counts) for k in set().union(*counts)},
+        "data_counts": sum_counts(c for rank in per_rank for c in rank),
+        "data_counts_by_cache": {cache.label: sum_counts(rank[i] for rank in per_rank if i < len(rank))
+                                 for i, cache in enumerate(run.mix.caches)},
     }
     if env.is_main:  # what a report needs without replaying the metrics (last call's wall time)
         (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.settings import setting
+
 LOSS_KINDS = ("fkl", "rkl", "akd", "skl", "srkl", "jsd", "tvd", "ce")
 
 
@@ -13,27 +15,21 @@ class LossInputError(ValueError):
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Options of one distillation loss; recorded as-is in a run's config.
+    """Options of one distillation loss; a distill run holds one (DistillConfig.loss) and
+    records it in its config.json. Each field is also a command-line option (flag beside it)."""
 
-    kind:        one of LOSS_KINDS.
-    mu:          AKD head mass threshold (AKL's mu), in (0, 1].
-    alpha:       skew of SKL / SRKL (DistiLLM), in [0, 1].
-    beta:        GKD's generalised-JSD coefficient, in [0, 1]; 0 is FKL, 1 is RKL.
-    ce_weight:   loss = (1 - ce_weight) * divergence + ce_weight * CE, in [0, 1];
-                 ignored by kind "ce", which is pure CE.
-    temperature: KD temperature applied to both sides (not to CE); no T**2 factor.
-    chunk_size:  positions per chunk: bounds the float32 [chunk, V] working set.
-    eps:         floor of both tail buckets and of the AKD weight denominator.
-    """
-
-    kind: str = "akd"
-    mu: float = 0.5
-    alpha: float = 0.1
-    beta: float = 0.5
-    ce_weight: float = 0.0
-    temperature: float = 1.0
-    chunk_size: int = 256
-    eps: float = 1e-8
+    kind: str = setting("akd", "The loss: fkl, rkl, akd, skl, srkl, jsd, tvd or ce.", choices=LOSS_KINDS,
+                        flag="--loss")
+    mu: float = setting(0.5, "AKD head mass threshold (AKL's mu), in (0, 1].")
+    alpha: float = setting(0.1, "Skew of SKL / SRKL (DistiLLM), in [0, 1].")
+    beta: float = setting(0.5, "GKD's generalised-JSD coefficient, in [0, 1]; 0 is FKL, 1 is RKL.")
+    ce_weight: float = setting(0.0, "loss = (1 - ce_weight) x divergence + ce_weight x CE on the teacher's "
+                                    "tokens, in [0, 1]; --loss ce is pure CE.")
+    temperature: float = setting(1.0, "KD temperature applied to teacher and student (not to CE); no T^2 factor.")
+    chunk_size: int = setting(256, "Response positions per loss chunk: bounds the float32 [chunk, vocab] "
+                                   "working set.", flag="--loss-chunk-size")
+    # not an option: a numerical floor, recorded in config.json with the rest
+    eps: float = setting(1e-8, "Floor of both tail buckets and of the AKD weight denominator.", cli=False)
 
     def __post_init__(self) -> None:
         if self.kind not in LOSS_KINDS:
