@@ -5,7 +5,7 @@ import logging
 
 from .cpu_env import apply_cpu_defaults, is_cpu_platform
 from .progress import vllm_bar_factory
-from .spec import Generation, SamplingSpec, Scores, check_prompts, check_scoring
+from .spec import Generation, InferenceError, SamplingSpec, Scores, check_prompts, check_scoring
 from .stops import eos_token_ids
 from .topk import topk_from_vllm_flat
 
@@ -31,11 +31,16 @@ class VllmEngine:
             gpu_memory_utilization = 0.3 if on_cpu else 0.85
         self.max_model_len = max_model_len
         self.max_logprobs = max_logprobs
-        self._llm = LLM(
-            model, revision=revision, max_model_len=max_model_len,
-            max_logprobs=max(max_logprobs, 1), logprobs_mode="raw_logprobs",
-            tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
-            gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager)
+        try:
+            self._llm = LLM(
+                model, revision=revision, max_model_len=max_model_len,
+                max_logprobs=max(max_logprobs, 1), logprobs_mode="raw_logprobs",
+                tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
+                gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager)
+        except RuntimeError as err:  # the engine process died; its log above has the cause
+            hint = (" (on a CPU its KV cache takes VLLM_CPU_KVCACHE_SPACE GiB of free memory: "
+                    "stop other jobs or lower it)" if on_cpu else "")
+            raise InferenceError(f"vLLM could not start an engine for {model}: {err}{hint}") from None
         self.tokenizer = self._llm.get_tokenizer()
         gen_eos = self._llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
         self._eos_ids = eos_token_ids(self.tokenizer, gen_eos)
