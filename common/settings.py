@@ -55,16 +55,19 @@ def option_fields(cls, skip: tuple[str, ...] = ()) -> list[tuple[type, dataclass
     A field whose type is itself a dataclass (DistillConfig.loss: LossConfig) contributes
     its own fields, so a nested config's settings are options of the outer command too.
     """
-    found, seen = [], {}
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        if field.name in skip or not is_option(field):
-            continue
-        if dataclasses.is_dataclass(hints[field.name]):
-            found += option_fields(hints[field.name], skip)
-        else:
-            found.append((cls, field))
-    for owner, field in found:
+    return [(owner, field) for owner, field, _ in option_defaults(cls, skip)]
+
+
+def option_defaults(cls, skip: tuple[str, ...] = ()) -> list[tuple[type, dataclasses.Field, Any]]:
+    """(owning class, field, default) of every option, as option_fields lists them.
+
+    A nested field's default comes from the enclosing field's default instance, so
+    `sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(n=4))`
+    makes `--n` default to 4 in this command while SamplingSettings' own default stays 1.
+    """
+    found = list(_walk(cls, skip, dataclasses.MISSING))
+    seen = {}
+    for owner, field, _ in found:
         flag = flag_of(field)
         if flag in seen:
             raise TypeError(f"{flag} is declared twice: {seen[flag].__name__} and {owner.__name__}")
@@ -72,33 +75,59 @@ def option_fields(cls, skip: tuple[str, ...] = ()) -> list[tuple[type, dataclass
     return found
 
 
-def build_config(cls, options: dict):
-    """`cls` from flat option values (as the generated CLI passes them), nesting rebuilt."""
+def _walk(cls, skip: tuple[str, ...], defaults):
+    """Yield (owner, field, default); `defaults`: the enclosing default instance, or MISSING."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in skip or not is_option(field):
+            continue
+        default = _default_in(defaults, field)
+        if dataclasses.is_dataclass(hints[field.name]):
+            yield from _walk(hints[field.name], skip, default)
+        else:
+            yield cls, field, default
+
+
+def _default_in(defaults, field: dataclasses.Field):
+    """The field's default: its value in the enclosing default instance, else its own."""
+    if defaults is not dataclasses.MISSING:
+        return getattr(defaults, field.name)
+    return default_of(field)
+
+
+def build_config(cls, options: dict, _defaults=dataclasses.MISSING):
+    """`cls` from flat option values (as the generated CLI passes them), nesting rebuilt.
+
+    A nested config missing from `options` keeps the enclosing field's default instance
+    (and each of its settings missing from `options` keeps its value there)."""
     hints = typing.get_type_hints(cls)
     values = {}
     for field in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[field.name]):
-            inner = build_config(hints[field.name], options)
-            if inner is not None:
-                values[field.name] = inner
+            values[field.name] = build_config(hints[field.name], options,
+                                              _default_in(_defaults, field))
         elif field.name in options:
             values[field.name] = options[field.name]
+    if _defaults is not dataclasses.MISSING:
+        return dataclasses.replace(_defaults, **values)
     return cls(**values)
 
 
-def to_cli_args(config, *, skip: tuple[str, ...] = (), all_fields: bool = False) -> list[str]:
+def to_cli_args(config, *, skip: tuple[str, ...] = (), all_fields: bool = False,
+                _defaults=dataclasses.MISSING) -> list[str]:
     """The command-line arguments that rebuild `config` through its generated options.
 
-    Only settings that differ from their default are written (all of them with
-    `all_fields`), so a recorded command stays short and reads as what was chosen.
+    Only settings that differ from their default (as the generated option shows it, see
+    option_defaults) are written (all of them with `all_fields`), so a recorded command
+    stays short and reads as what was chosen.
     """
     args: list[str] = []
     for field in dataclasses.fields(config):
         if not is_option(field) or field.name in skip:
             continue
-        value, default = getattr(config, field.name), default_of(field)
+        value, default = getattr(config, field.name), _default_in(_defaults, field)
         if dataclasses.is_dataclass(value):
-            args += to_cli_args(value, skip=skip, all_fields=all_fields)
+            args += to_cli_args(value, skip=skip, all_fields=all_fields, _defaults=default)
             continue
         if not all_fields and value == default:
             continue

@@ -2,7 +2,8 @@
 
 The type, default, help and choices of an option all come from the field (see
 common/settings.py); a field typed `X | None` with default None is an optional option, and
-a nested config dataclass adds its own fields. `common.settings.build_config` turns the
+a nested config dataclass adds its own fields, with the defaults of the enclosing
+field's default instance. `common.settings.build_config` turns the
 values click passes back into the config.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from common.settings import default_of, flag_of, option_fields, value_type
+from common.settings import flag_of, option_defaults, value_type
 
 _CLICK_TYPES = {int: int, float: float, str: str, Path: click.Path(path_type=Path)}
 
@@ -22,16 +23,16 @@ def dataclass_options(cls, skip: tuple[str, ...] = (), required: tuple[str, ...]
     """Decorator adding one option per field of `cls` (defaults shown in --help)."""
 
     def decorate(command):
-        for owner, field in reversed(option_fields(cls, skip)):
-            command = _option(owner, field, field.name in required)(command)
+        for owner, field, default in reversed(option_defaults(cls, skip)):
+            command = _option(owner, field, default, field.name in required)(command)
         return command
 
     return decorate
 
 
-def _option(cls, field: dataclasses.Field, required: bool):
+def _option(cls, field: dataclasses.Field, default, required: bool):
+    """`default`: the field's default in this command (option_defaults)."""
     flag, help_text = flag_of(field), field.metadata.get("help") or None
-    default = default_of(field)
     if default is dataclasses.MISSING:
         default, required = None, True
     kind, _ = value_type(cls, field)

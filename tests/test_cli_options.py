@@ -1,9 +1,10 @@
-"""Every option of a stage's command is its config's field, with the field's own default."""
+"""Every option of a stage's command is its config's field, with the field's default in that
+config (a nested setting's default is the enclosing field's default instance's value)."""
 import dataclasses
 
 import pytest
 
-from common.settings import default_of, option_fields
+from common.settings import option_defaults
 from pipeline.cli import main
 from stages.distill import DistillConfig
 from stages.evaluate import EvalConfig
@@ -37,10 +38,10 @@ def _command(path):
 def test_every_option_is_a_field_with_the_same_default(path):
     config_cls, cli_only, set_by_command = COMMANDS[path]
     params = {p.name: p for p in _command(path).params if p.name != "help"}
-    fields = {f.name: f for _, f in option_fields(config_cls)}
-    assert set(params) - cli_only == set(fields) - set_by_command
+    defaults = {f.name: default for _, f, default in option_defaults(config_cls)}
+    assert set(params) - cli_only == set(defaults) - set_by_command
     for name in set(params) - cli_only:
-        expected = default_of(fields[name])
+        expected = defaults[name]
         if expected is dataclasses.MISSING:  # a field without default is a required option
             assert params[name].required and params[name].default is None, name
             continue

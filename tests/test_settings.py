@@ -1,11 +1,12 @@
 """Settings declared once: generated options, their defaults, and the way back to arguments."""
+import dataclasses
 from dataclasses import dataclass, field
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from common.settings import build_config, setting, to_cli_args
+from common.settings import build_config, option_defaults, setting, to_cli_args
 from pipeline.dataclass_options import dataclass_options
 
 
@@ -70,3 +71,58 @@ def test_a_flag_declared_twice_is_refused():
 
     with pytest.raises(TypeError, match="--mu is declared twice"):
         dataclass_options(Clash)(lambda **kw: None)
+
+
+@dataclass
+class Sampling:
+    n: int = setting(1, "samples")
+    temperature: float = setting(0.0, "temperature")
+
+
+@dataclass
+class Rollout:
+    """Shares Sampling's settings with other defaults: n=4, temperature 0.8."""
+    out: str = setting(help="where")
+    sampling: Sampling = field(default_factory=lambda: Sampling(n=4, temperature=0.8))
+
+
+def _rollout_command():
+    seen = {}
+
+    @click.command()
+    @dataclass_options(Rollout)
+    def cmd(**options):
+        seen["config"] = build_config(Rollout, options)
+
+    return cmd, seen
+
+
+def test_a_nested_option_defaults_to_the_enclosing_fields_default_instance():
+    cmd, seen = _rollout_command()
+    names = {p.name: p for p in cmd.params}
+    assert (names["n"].default, names["temperature"].default) == (4, 0.8)
+    assert [(f.name, d) for _, f, d in option_defaults(Rollout)] == [
+        ("out", dataclasses.MISSING), ("n", 4), ("temperature", 0.8)]
+    assert [(f.name, d) for _, f, d in option_defaults(Outer)][-2:] == [("mu", 0.5), ("kind", "akd")]
+    assert CliRunner().invoke(cmd, ["--out", "x"]).exit_code == 0
+    assert seen["config"] == Rollout(out="x")
+    assert seen["config"].sampling == Sampling(n=4, temperature=0.8)
+    assert Sampling() == Sampling(n=1, temperature=0.0)  # the class's own defaults are untouched
+
+
+def test_build_config_keeps_the_enclosing_defaults_of_options_not_given():
+    assert build_config(Rollout, {"out": "x", "n": 2}).sampling == Sampling(n=2, temperature=0.8)
+    assert build_config(Outer, {"out": "x", "mu": 0.25}).inner == Inner(mu=0.25)
+
+
+def test_to_cli_args_compares_a_nested_setting_with_the_commands_default():
+    assert to_cli_args(Rollout(out="x")) == ["--out", "x"]
+    # 1 is Sampling's own default but not this command's: it must be written
+    config = Rollout(out="x", sampling=Sampling(n=1, temperature=0.8))
+    args = to_cli_args(config)
+    assert args == ["--out", "x", "--n", "1"]
+    cmd, seen = _rollout_command()
+    assert CliRunner().invoke(cmd, args).exit_code == 0
+    assert seen["config"] == config
+    assert to_cli_args(Rollout(out="x"), all_fields=True) == ["--out", "x", "--n", "4",
+                                                             "--temperature", "0.8"]
