@@ -141,3 +141,26 @@ def to_cli_args(config, *, skip: tuple[str, ...] = (), all_fields: bool = False,
         elif value is not None:
             args += [flag, str(value)]
     return args
+
+
+def option_values(config) -> dict[str, Any]:
+    """{field name: value} of every option of `config`, nested configs flattened (the names
+    the command line passes to build_config)."""
+    values = {}
+    for field in dataclasses.fields(config):
+        if not is_option(field):
+            continue
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            values.update(option_values(value))
+        else:
+            values[field.name] = value
+    return values
+
+
+def option_default(cls, name: str):
+    """The default option `name` (a field name, nested ones included) has in `cls`'s command."""
+    for _, field, default in option_defaults(cls):
+        if field.name == name:
+            return default
+    raise KeyError(f"{cls.__name__} has no option {name!r}")

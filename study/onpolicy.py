@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.settings import setting, to_cli_args
+from common.settings import option_default, setting, to_cli_args
 from inference import BACKENDS
 from stages.distill.checkpoint import CHECKPOINTS_DIR
 from stages.distill.config import DistillConfig
@@ -52,7 +52,7 @@ class OnPolicyConfig:
     first_row: int = setting(0, "First dataset row of round 1.")
     # rollouts: n samples at a temperature; one sample of many prompts covers more ground
     n: int = setting(1, "Student samples per prompt.")
-    temperature: float = setting(RolloutConfig.temperature, "The student's sampling temperature.")
+    temperature: float = setting(option_default(RolloutConfig, "temperature"), "The student's sampling temperature.")
     max_new_tokens: int = setting(384, "Longest rollout answer (tokens); prompt + answer should fit "
                                        "distill's --max-seq-len.")
     student_template: str = setting(RolloutConfig.template, "Prompt template the student answers "
@@ -75,7 +75,7 @@ class OnPolicyConfig:
     eval: bool = setting(False, "Evaluate (pass@1) the original student and each round's student.")
     benchmarks: str = "humaneval,mbpp"
     eval_limit: int = setting(0, "Only the first N tasks of each benchmark (0 = all).")
-    backend: str = setting(RolloutConfig.backend, "Engine of rollouts, scoring and evaluation.",
+    backend: str = setting(option_default(RolloutConfig, "backend"), "Engine of rollouts, scoring and evaluation.",
                            choices=BACKENDS)
 
     def __post_init__(self):
@@ -159,21 +159,20 @@ def original_eval_dir(config: OnPolicyConfig) -> Path:
 # ---- each step's command, from the stages' config classes ----
 
 def rollout_config(config: OnPolicyConfig, round_: Round) -> RolloutConfig:
-    return RolloutConfig(model=round_.student, dataset=config.dataset, out=str(round_.rollouts),
-                         backend=config.backend, offset=round_.offset, limit=config.prompts,
-                         template=config.student_template, n=config.n,
-                         temperature=config.temperature, seed=config.seed,
-                         max_new_tokens=config.max_new_tokens)
+    return RolloutConfig.from_options(dict(
+        model=round_.student, dataset=config.dataset, out=str(round_.rollouts),
+        backend=config.backend, offset=round_.offset, limit=config.prompts,
+        template=config.student_template, n=config.n, temperature=config.temperature,
+        seed=config.seed, max_new_tokens=config.max_new_tokens))
 
 
 def score_config(config: OnPolicyConfig, round_: Round) -> TeacherCacheConfig:
-    return TeacherCacheConfig(model=config.teacher, dataset=config.dataset, out_dir=str(round_.cache),
-                              backend=config.backend, student_tokenizer=round_.student,
-                              offset=round_.offset, limit=config.prompts,
-                              teacher_template=config.teacher_template,
-                              student_template=config.student_template, k=config.k,
-                              seed=config.seed, responses_from=str(round_.rollouts),
-                              max_new_tokens=config.max_new_tokens)
+    return TeacherCacheConfig.from_options(dict(
+        model=config.teacher, dataset=config.dataset, out_dir=str(round_.cache),
+        backend=config.backend, student_tokenizer=round_.student, offset=round_.offset,
+        limit=config.prompts, teacher_template=config.teacher_template,
+        student_template=config.student_template, k=config.k, seed=config.seed,
+        responses_from=str(round_.rollouts), max_new_tokens=config.max_new_tokens))
 
 
 def rollout_args(config: OnPolicyConfig, round_: Round) -> list[str]:
@@ -250,7 +249,8 @@ def check_rows_fit(config: OnPolicyConfig) -> None:
     """Refuse rounds that would run past the dataset's end (an empty round trains on nothing)."""
     from stages.teacher.rows import open_dataset
 
-    dataset, _, _ = open_dataset(score_config(config, rounds_of(config)[-1]))
+    score = score_config(config, rounds_of(config)[-1])
+    dataset, _, _ = open_dataset(score.data, score.output_field, score.skip_bad_lines)
     needed = config.first_row + config.rounds * config.prompts
     if needed > len(dataset):
         raise ExperimentError(

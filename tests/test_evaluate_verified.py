@@ -60,10 +60,10 @@ def test_the_file_feeds_teacher_cache_score_mode(train_eval, tiny_teacher, tmp_p
 
     out = tmp_path / "verified.jsonl"
     verified_answers(train_eval, VerifiedAnswersConfig(out=str(out)))
-    config = TeacherCacheConfig(model=str(tiny_teacher), dataset=str(out), out_dir=str(tmp_path / "c"),
-                                backend="hf", responses_from="output", k=4, max_new_tokens=512,
-                                max_model_len=1024, progress=False, dtype="float32",
-                                teacher_template="plain")
+    config = TeacherCacheConfig.from_options(dict(
+        model=str(tiny_teacher), dataset=str(out), out_dir=str(tmp_path / "c"), backend="hf",
+        responses_from="output", k=4, max_new_tokens=512, max_model_len=1024, progress=False,
+        dtype="float32", teacher_template="plain"))
     build_teacher_cache(config)
     cached = list(CacheReader(tmp_path / "c").iter_examples())
     tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import build_config, default_of, flag_of, option_fields
+from common.settings import build_config, flag_of, option_default, option_defaults
 from pipeline.cli import main
 from stages.distill.config import DistillConfig
 from stages.distill.losses import LossConfig
@@ -86,12 +86,12 @@ def test_each_round_starts_from_the_last_rounds_final_student_on_its_own_rows(tm
 def _non_defaults(cls, args: list[str], skip=()) -> dict[str, str]:
     """flag -> value written, for every option of `cls` in `args` (a flag must be one)."""
     written = {}
-    for owner, field in option_fields(cls, skip):
+    for owner, field, default in option_defaults(cls, skip):
         flag = flag_of(field)
         if flag in args:
-            written[flag] = (field, args[args.index(flag) + 1])
+            written[flag] = (default, args[args.index(flag) + 1])
         elif "--no-" + flag[2:] in args:
-            written[flag] = (field, False)
+            written[flag] = (default, False)
     return written
 
 
@@ -103,7 +103,7 @@ def test_commands_are_the_stages_configs_with_no_default_retyped(tmp_path, overr
     from study.onpolicy import rollout_config, score_config
 
     config = OnPolicyConfig(out_dir=str(tmp_path), **overrides)
-    assert config.temperature == RolloutConfig.temperature or "temperature" in overrides
+    assert config.temperature == option_default(RolloutConfig, "temperature") or "temperature" in overrides
     assert (OnPolicyConfig.k, OnPolicyConfig.steps, OnPolicyConfig.lr, OnPolicyConfig.loss) == (
         TeacherCacheConfig.k, DistillConfig.max_steps, DistillConfig.lr, LossConfig.kind)
     commands = _commands(config)
@@ -114,8 +114,8 @@ def test_commands_are_the_stages_configs_with_no_default_retyped(tmp_path, overr
             params = _parse(args)
             assert str(params.pop("models_dir")) == "models"
             assert build_config(cls, params) == meant
-            for flag, (field, value) in _non_defaults(cls, args).items():
-                assert str(value) != str(default_of(field)), f"{flag} {value} is {cls.__name__}'s default"
+            for flag, (default, value) in _non_defaults(cls, args).items():
+                assert str(value) != str(default), f"{flag} {value} is {cls.__name__}'s default"
         args = commands[f"train-{r}"]
         params = _parse(args)
         chosen = {k: v for k, v in params.items() if k not in ("students", "losses", "models_dir", "runs_dir")}
@@ -123,8 +123,8 @@ def test_commands_are_the_stages_configs_with_no_default_retyped(tmp_path, overr
                                            "kind": params["losses"][0]}) == \
             config.distill_config(round_.student, round_.cache)
         skip = ("student", "kind", "run_dir")
-        for flag, (field, value) in _non_defaults(DistillConfig, args, skip).items():
-            assert str(value) != str(default_of(field)), f"{flag} {value} is DistillConfig's default"
+        for flag, (default, value) in _non_defaults(DistillConfig, args, skip).items():
+            assert str(value) != str(default), f"{flag} {value} is DistillConfig's default"
     if not overrides:  # the default writes no sampling, k or training setting at all
         assert not {"--temperature", "--k", "--max-steps", "--lr", "--seed"} & set(
             a for c in commands.values() for a in c)

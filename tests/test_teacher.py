@@ -12,6 +12,7 @@ from click.testing import CliRunner  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from stages.teacher import TeacherCacheConfig, TeacherConfigError, build_teacher_cache  # noqa: E402
 from stages.teacher.rows import check_row, open_dataset, select_indices  # noqa: E402
+from stages.teacher.settings import DatasetSettings  # noqa: E402
 from stages.teacher.summary import python_block_parses  # noqa: E402
 from teacher_data import GOOD, SKIPPED, check_alignment, write_rows  # noqa: E402
 
@@ -29,7 +30,7 @@ def make_config(tiny_teacher, data_file, out_dir, **overrides):
                    backend="hf", k=4, max_new_tokens=MAX_NEW, max_model_len=512,
                    rows_per_shard=3, chunk_size=4, progress=False, dtype="float32")
     options.update(overrides)
-    return TeacherCacheConfig(**options)
+    return TeacherCacheConfig.from_options(options)
 
 
 def ids_in(cache_dir):
@@ -63,8 +64,7 @@ def test_check_row_reasons():
 def test_field_mapping_and_formats(tmp_path):
     path = tmp_path / "renamed.jsonl"
     good = write_rows(path, field="prompt")
-    config = TeacherCacheConfig(model="m", dataset=str(path), out_dir=tmp_path,
-                                instruction_field="prompt", output_field=None)
+    config = DatasetSettings(dataset=str(path), instruction_field="prompt")
     dataset, identity, bad_rows = open_dataset(config)
     assert bad_rows == {}
     assert identity["tag"] == "renamed" and identity["fields"]["instruction"] == "prompt"
@@ -75,8 +75,7 @@ def test_field_mapping_and_formats(tmp_path):
         open_dataset(config)
     parquet = tmp_path / "rows.parquet"
     dataset.to_parquet(str(parquet))
-    config = TeacherCacheConfig(model="m", dataset=str(parquet), out_dir=tmp_path,
-                                instruction_field="prompt", output_field=None, dataset_tag="pq")
+    config = DatasetSettings(dataset=str(parquet), instruction_field="prompt", dataset_tag="pq")
     assert open_dataset(config)[1]["tag"] == "pq"
     (tmp_path / "rows.csv").write_text("a\n")
     config.dataset = str(tmp_path / "rows.csv")
@@ -90,7 +89,8 @@ def test_field_mapping_and_formats(tmp_path):
     ({"max_model_len": 8}, "--max-model-len"), ({"dataset_tag": "a:b"}, "--dataset-tag"),
 ])
 def test_config_errors_name_the_option(overrides, message, tmp_path):
-    config = TeacherCacheConfig(model="m", dataset="d", out_dir=tmp_path, **overrides)
+    config = TeacherCacheConfig.from_options({"model": "m", "dataset": "d", "out_dir": tmp_path,
+                                              **overrides})
     with pytest.raises(TeacherConfigError, match=message):
         config.validate()
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from cache_schema import CacheReader  # noqa: E402
 from pipeline.cli import main  # noqa: E402
-from stages.teacher import TeacherCacheConfig  # noqa: E402
 from stages.teacher.rows import open_dataset  # noqa: E402
+from stages.teacher.settings import DatasetSettings  # noqa: E402
 
 GOOD = ["Write a Python function that adds two numbers.", "Sort a list of numbers.",
         "Reverse a list in Python.", "Create a stack class.", "Print the first ten squares."]
@@ -88,8 +88,7 @@ def test_skip_bad_lines_counts_them_and_keeps_row_ids(tiny_teacher, tmp_path):
     fixed = tmp_path / "fixed.jsonl"
     fixed.write_text("\n".join([row(GOOD[0]), row("x"), "", row(GOOD[1]), row("y"), row(GOOD[2]),
                                 row("z"), row(GOOD[3]), row(GOOD[4])]) + "\n")
-    dataset, _, bad = open_dataset(TeacherCacheConfig(model="m", dataset=str(fixed), out_dir=tmp_path,
-                                                      output_field=None))
+    dataset, _, bad = open_dataset(DatasetSettings(dataset=str(fixed)))
     assert bad == {} and [dataset[i]["instruction"] for i in (0, 2, 4, 6)] == GOOD[:4]
     assert len(records) == 4
 
@@ -124,8 +123,7 @@ def test_hub_id_offline_says_so(tiny_teacher, tmp_path, monkeypatch):
 def test_json_file_as_lines_or_array(text, tmp_path):
     data = tmp_path / "rows.json"
     data.write_text(text, encoding="utf-8")
-    config = TeacherCacheConfig(model="m", dataset=str(data), out_dir=tmp_path, output_field=None)
-    dataset, identity, bad = open_dataset(config)
+    dataset, identity, bad = open_dataset(DatasetSettings(dataset=str(data)))
     assert bad == {} and dataset["instruction"] == GOOD and identity["tag"] == "rows"
 
 
@@ -134,7 +132,6 @@ def test_blank_lines_beside_a_mixed_type_column_load(tmp_path):
     numbers); the normalized copy loads it with the same row numbering."""
     data = tmp_path / "mixed.jsonl"
     data.write_text("\n".join([row(GOOD[0]), json.dumps({"instruction": 42}), row(GOOD[1])]) + "\n\n")
-    config = TeacherCacheConfig(model="m", dataset=str(data), out_dir=tmp_path, output_field=None)
-    dataset, identity, bad = open_dataset(config)
+    dataset, identity, bad = open_dataset(DatasetSettings(dataset=str(data)))
     assert bad == {} and dataset["instruction"] == [GOOD[0], 42, GOOD[1]]
     assert identity["mixed_type_columns"] == ["instruction"]

@@ -95,11 +95,12 @@ def test_the_identity_of_a_default_rollout_is_unchanged():
 def test_the_dataset_identity_of_a_local_file_is_unchanged(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text(json.dumps({"instruction": "Say hi", "input": "", "output": "hi"}) + "\n")
-    _, identity, bad = open_dataset(_teacher(dataset=str(path)))
+    config = _teacher(dataset=str(path))
+    _, identity, bad = open_dataset(config.data, config.output_field, config.skip_bad_lines)
     assert bad == {}
     assert identity == {"source": "rows.jsonl", "sha256": "sha256:" + file_sha256(path), "tag": "rows",
                         "fields": {"instruction": "instruction", "input": "input", "output": "output"}}
     # a rollout reads the rows as stage one does, without the (unused) output column
     rollout = _rollout(dataset=str(path), input_field="")
-    _, identity, _ = open_dataset(rollout.rows_config())
+    _, identity, _ = open_dataset(rollout.data)
     assert identity["fields"] == {"instruction": "instruction", "input": None, "output": None}

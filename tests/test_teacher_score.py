@@ -36,14 +36,14 @@ def cache_config(tiny_teacher, data_file, out_dir, **overrides):
     options = dict(model=str(tiny_teacher), dataset=str(data_file[0]), out_dir=out_dir,
                    backend="hf", k=4, max_new_tokens=MAX_NEW, max_model_len=512,
                    rows_per_shard=3, chunk_size=4, progress=False, dtype="float32")
-    return TeacherCacheConfig(**{**options, **overrides})
+    return TeacherCacheConfig.from_options({**options, **overrides})
 
 
 def rollout_config(model, data_file, out, **overrides):
     options = dict(model=str(model), dataset=str(data_file[0]), out=out, backend="hf",
                    max_new_tokens=MAX_NEW, max_model_len=512, rows_per_shard=3, chunk_size=4,
                    progress=False, dtype="float32")
-    return RolloutConfig(**{**options, **overrides})
+    return RolloutConfig.from_options({**options, **overrides})
 
 
 def records(cache_dir):

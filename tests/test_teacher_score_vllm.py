@@ -27,9 +27,9 @@ from stages.teacher import RolloutConfig, TeacherCacheConfig, build_teacher_cach
 if __name__ == "__main__":
     kind, options = sys.argv[1], json.loads(sys.argv[2])
     if kind == "rollout":
-        summary = run_rollout(RolloutConfig(**options))
+        summary = run_rollout(RolloutConfig.from_options(options))
     else:
-        summary = build_teacher_cache(TeacherCacheConfig(**options))
+        summary = build_teacher_cache(TeacherCacheConfig.from_options(options))
     print("SUMMARY " + json.dumps(summary))
 """
 

@@ -28,7 +28,7 @@ RUN = """
 import json, sys
 from stages.teacher import TeacherCacheConfig, build_teacher_cache
 if __name__ == "__main__":
-    summary = build_teacher_cache(TeacherCacheConfig(**json.loads(sys.argv[1])))
+    summary = build_teacher_cache(TeacherCacheConfig.from_options(json.loads(sys.argv[1])))
     print("SUMMARY " + json.dumps(summary))
 """
 
@@ -88,8 +88,8 @@ def test_killed_run_resumes_with_every_example_once(killed_and_resumed):
 def test_vllm_cache_matches_hf_cache(killed_and_resumed, tiny_teacher):
     run = killed_and_resumed
     hf_out = run["out"].parent / "hf_cache"
-    build_teacher_cache(TeacherCacheConfig(**options(tiny_teacher, run["data"], hf_out,
-                                                     backend="hf")))
+    build_teacher_cache(TeacherCacheConfig.from_options(options(tiny_teacher, run["data"], hf_out,
+                                                                backend="hf")))
     hf = {r.example_id: r for r in CacheReader(hf_out).iter_examples()}
     grid = getattr(CacheReader(hf_out).encoding, "grid", None)
     for v in CacheReader(run["out"]).iter_examples():

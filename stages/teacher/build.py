@@ -6,8 +6,10 @@ import time
 from collections import Counter
 
 from cache_schema import FORMAT_VERSION, CachedExample, CacheWriter
-from inference import SamplingSpec, load_engine
+from common.settings import option_values
 from inference.templates import get_template
+
+from .chunks import example_id, missing_samples, new_samples, open_engine, run_chunks, sample_chunk
 
 from .config import TeacherCacheConfig
 from .identity import cache_identity, load_student_tokenizer
@@ -16,11 +18,8 @@ from .rows import iter_source_rows, open_dataset, select_indices
 from .score import ResponseSource, score_into
 from .summary import RunStats, format_summary, make_summary
 
+__all__ = ["build_teacher_cache", "example_id"]
 log = logging.getLogger(__name__)
-
-
-def example_id(tag: str, row_index: int, sample_index: int) -> str:
-    return f"{tag}:{row_index}:{sample_index}"
 
 
 def build_teacher_cache(config: TeacherCacheConfig) -> dict:
@@ -29,22 +28,24 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
 
     start = time.perf_counter()
     config.validate()
-    dataset, dataset_identity, bad_rows = open_dataset(config)  # bad data fails before any work
+    # bad data fails before any work
+    dataset, dataset_identity, bad_rows = open_dataset(config.data, config.output_field,
+                                                       config.skip_bad_lines)
     tag = dataset_identity["tag"]
     teacher_template = get_template(config.teacher_template, config.templates_file)
     student_template = get_template(config.student_template, config.templates_file)
-    tokenizer = AutoTokenizer.from_pretrained(config.model, revision=config.revision)
+    tokenizer = AutoTokenizer.from_pretrained(config.model, revision=config.engine.revision)
     student_tokenizer = load_student_tokenizer(config.student_tokenizer, tokenizer)
     vocab_size = AutoConfig.from_pretrained(
-        config.model, revision=config.revision).get_text_config().vocab_size
+        config.model, revision=config.engine.revision).get_text_config().vocab_size
     source = ResponseSource(config, dataset, tag, tokenizer) if config.responses_from else None
 
     writer = CacheWriter.open(
         config.out_dir, cache_identity(config, tokenizer, teacher_template, student_template,
                                        dataset_identity, source.identity if source else None),
         k=config.k, vocab_size=vocab_size, worker_index=config.worker_index,
-        num_workers=config.num_workers, overwrite=config.overwrite,
-        rows_per_shard=config.rows_per_shard,
+        num_workers=config.num_workers, overwrite=config.output.overwrite,
+        rows_per_shard=config.output.rows_per_shard,
         **({"encoding": config.encoding} if config.encoding else {}))
     if writer.manifest.format_version < FORMAT_VERSION:
         log.warning("%s is a format v%d cache (its tail mass is 1 - float32 top-k mass); resuming it as "
@@ -52,22 +53,21 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
                     writer.manifest.format_version, FORMAT_VERSION)
     done = set(writer.done_ids)
     skipped: Counter = Counter()
-    indices = select_indices(len(dataset), config.offset, config.limit, config.num_workers,
-                             config.worker_index)
+    indices = select_indices(len(dataset), config.data.offset, config.data.limit,
+                             config.num_workers, config.worker_index)
     # Score mode needs room for one response token; generation for max_new_tokens.
-    room = 2 if source else config.max_new_tokens
-    pairs = build_prompts(iter_source_rows(dataset, indices, config, skipped, bad_rows), tokenizer,
+    room = 2 if source else config.sampling.max_new_tokens
+    pairs = build_prompts(iter_source_rows(dataset, indices, config.data, skipped, bad_rows), tokenizer,
                           student_tokenizer, teacher_template, student_template,
-                          config.max_model_len - room, skipped)
+                          config.engine.max_model_len - room, skipped)
     if source:
-        items = source.items(pairs, indices, len(dataset), config.max_model_len, skipped)
+        items = source.items(pairs, indices, len(dataset), config.engine.max_model_len, skipped)
         pending = [i for i in items if i.example_id not in done]
         already = len(items) - len(pending)
     else:
-        missing = {p.row_index: sum(example_id(tag, p.row_index, s) not in done
-                                    for s in range(config.n)) for p in pairs}
+        missing = missing_samples(pairs, tag, config.sampling.n, done)
         pending = [p for p in pairs if missing[p.row_index]]
-        already = len(pairs) * config.n - sum(missing.values())
+        already = len(pairs) * config.sampling.n - sum(missing.values())
     for reason, count in skipped.items():
         writer.record_skipped(reason, count)
 
@@ -88,50 +88,28 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
 
 def _generate_into(writer: CacheWriter, pending: list[PromptPair], done: set[str], tag: str,
                    config: TeacherCacheConfig, stats: RunStats) -> float:
-    """Generate chunk by chunk so each chunk's examples reach the writer (and, once a shard
-    fills, the disk) before the next starts. Returns the seconds spent generating."""
-    from tqdm import tqdm
+    """Generate chunk by chunk (chunks.run_chunks). Returns the seconds spent generating."""
+    engine = open_engine(config.model, config.engine, seed=config.sampling.seed,
+                         max_logprobs=config.k)
 
-    engine = load_engine(config.model, backend=config.backend, max_model_len=config.max_model_len,
-                         tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
-                         max_logprobs=config.k, seed=config.seed, batch_size=config.hf_batch_size,
-                         revision=config.revision)
-    spec = SamplingSpec(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                        top_p=config.top_p, seed=config.seed, n=config.n, logprobs=config.k)
-    bar = tqdm(total=len(pending) * config.n, unit="ex", disable=not config.progress,
-               desc="teacher cache")
-    spent = 0.0
-    try:
-        for at in range(0, len(pending), config.chunk_size):
-            chunk = pending[at:at + config.chunk_size]
-            began = time.perf_counter()
-            # Sample s of row r always uses seed + r*n + s: stable across resumes and workers.
-            results = engine.generate([p.teacher_ids for p in chunk], spec,
-                                      seeds=[config.seed + p.row_index * config.n for p in chunk])
-            spent += time.perf_counter() - began
-            for pair, samples in zip(chunk, results):
-                for sample_index, gen in enumerate(samples):
-                    eid = example_id(tag, pair.row_index, sample_index)
-                    if eid in done:
-                        continue
-                    writer.add(CachedExample(
-                        example_id=eid, prompt_ids=pair.student_ids, response_ids=gen.token_ids,
-                        topk_ids=gen.topk_ids, topk_logprobs=gen.topk_logprobs,
-                        sampled_logprobs=gen.sampled_logprobs, finish_reason=gen.finish_reason))
-                    stats.add(gen.text, gen.topk_logprobs, gen.finish_reason)
-            bar.update(sum(len(s) for s in results))
-            bar.set_postfix(tok_s=f"{stats.tokens / spent:.1f}" if spent else "-")
-    except BaseException:
-        writer.flush()  # keep every finished example; the next run resumes after them
-        raise
-    finally:
-        bar.close()
-        engine.close()
-    return spent
+    def take(chunk, results):
+        for pair, eid, gen in new_samples(chunk, results, tag, done):
+            writer.add(CachedExample(
+                example_id=eid, prompt_ids=pair.student_ids, response_ids=gen.token_ids,
+                topk_ids=gen.topk_ids, topk_logprobs=gen.topk_logprobs,
+                sampled_logprobs=gen.sampled_logprobs, finish_reason=gen.finish_reason))
+            stats.add(gen.text, gen.topk_logprobs, gen.finish_reason)
+        return sum(len(s) for s in results), stats.tokens
+
+    return run_chunks(pending, config.output.chunk_size, engine, writer,
+                      lambda chunk: sample_chunk(engine, chunk, config.sampling, logprobs=config.k),
+                      take, total=len(pending) * config.sampling.n, unit="ex", desc="teacher cache",
+                      progress=config.output.progress)
 
 
 def _run_settings(config: TeacherCacheConfig) -> dict:
     """Options that shape the run but not the cache's content (not part of its identity)."""
     keep = ("offset", "limit", "num_workers", "max_model_len", "tensor_parallel_size",
             "chunk_size", "rows_per_shard", "hf_batch_size", "skip_bad_lines")
-    return {key: config.to_dict()[key] for key in keep}
+    values = option_values(config)
+    return {key: values[key] for key in keep}

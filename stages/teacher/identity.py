@@ -8,6 +8,7 @@ from pathlib import Path
 from cache_schema import tokenizer_fingerprint
 
 from .config import TeacherCacheConfig, TeacherConfigError
+from .settings import EngineSettings, SamplingSettings
 
 
 def model_revision(model: str, revision: str | None) -> str | None:
@@ -23,6 +24,17 @@ def model_revision(model: str, revision: str | None) -> str | None:
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
     return "local-sha256:" + digest.hexdigest()[:16]
+
+
+def engine_identity(model: str, engine: EngineSettings) -> dict:
+    """The model that answers, as a cache or a responses folder records it."""
+    return {"model": model, "revision": model_revision(model, engine.revision),
+            "backend": engine.backend, "dtype": engine.dtype}
+
+
+def sampling_identity(sampling: SamplingSettings) -> dict:
+    return {"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
+            "n": sampling.n, "max_new_tokens": sampling.max_new_tokens}
 
 
 def load_student_tokenizer(name: str | None, teacher_tokenizer):
@@ -45,13 +57,11 @@ def cache_identity(config: TeacherCacheConfig, tokenizer, teacher_template, stud
     """`responses`: where score mode's responses come from; None: the teacher generates them
     (that identity has no "responses" key, so caches made before score mode still resume)."""
     identity = {
-        "teacher": {"model": config.model, "revision": model_revision(config.model, config.revision),
-                    "backend": config.backend, "dtype": config.dtype},
+        "teacher": engine_identity(config.model, config.engine),
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
         "student_tokenizer": config.student_tokenizer,
         "templates": {"teacher": teacher_template.to_dict(), "student": student_template.to_dict()},
-        "sampling": {"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed,
-                     "n": config.n, "max_new_tokens": config.max_new_tokens},
+        "sampling": sampling_identity(config.sampling),
         "dataset": dataset_identity,
     }
     if responses is not None:

@@ -12,11 +12,10 @@ import time
 from collections import Counter
 
 from cache_schema import tokenizer_fingerprint
-from inference import SamplingSpec, load_engine
 from inference.templates import get_template
 
-from .build import example_id
-from .identity import model_revision
+from .chunks import missing_samples, new_samples, open_engine, run_chunks, sample_chunk
+from .identity import engine_identity, sampling_identity
 from .prompts import build_prompts
 from .responses_file import Response, ResponsesWriter
 from .rollout_config import RolloutConfig
@@ -28,12 +27,10 @@ SKIP_EMPTY_ANSWER = "empty_answer"
 
 def rollout_identity(config: RolloutConfig, tokenizer, template, dataset_identity: dict) -> dict:
     return {
-        "model": {"model": config.model, "revision": model_revision(config.model, config.revision),
-                  "backend": config.backend, "dtype": config.dtype},
+        "model": engine_identity(config.model, config.engine),
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
         "template": template.to_dict(),
-        "sampling": {"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed,
-                     "n": config.n, "max_new_tokens": config.max_new_tokens},
+        "sampling": sampling_identity(config.sampling),
         "dataset": dataset_identity,
     }
 
@@ -44,72 +41,53 @@ def run_rollout(config: RolloutConfig) -> dict:
 
     start = time.perf_counter()
     config.validate()
-    rows_config = config.rows_config()
+    sampling = config.sampling
     template = get_template(config.template, config.templates_file)
-    tokenizer = AutoTokenizer.from_pretrained(config.model, revision=config.revision)
-    dataset, dataset_identity, bad_rows = open_dataset(rows_config)
+    tokenizer = AutoTokenizer.from_pretrained(config.model, revision=config.engine.revision)
+    dataset, dataset_identity, bad_rows = open_dataset(config.data)  # rows as stage one reads them
     tag = dataset_identity["tag"]
     writer = ResponsesWriter.open(config.out, rollout_identity(config, tokenizer, template,
                                                                dataset_identity),
-                                  overwrite=config.overwrite, rows_per_shard=config.rows_per_shard)
+                                  overwrite=config.output.overwrite,
+                                  rows_per_shard=config.output.rows_per_shard)
     done = set(writer.done_ids)
     skipped: Counter = Counter()
-    indices = select_indices(len(dataset), config.offset, config.limit, 1, 0)
-    rows = iter_source_rows(dataset, indices, rows_config, skipped, bad_rows)
+    indices = select_indices(len(dataset), config.data.offset, config.data.limit, 1, 0)
+    rows = iter_source_rows(dataset, indices, config.data, skipped, bad_rows)
     pairs = build_prompts(rows, tokenizer, tokenizer, template, template,
-                          config.max_model_len - config.max_new_tokens, skipped)
-    pending = [p for p in pairs
-               if any(example_id(tag, p.row_index, s) not in done for s in range(config.n))]
+                          config.engine.max_model_len - sampling.max_new_tokens, skipped)
+    missing = missing_samples(pairs, tag, sampling.n, done)
+    pending = [p for p in pairs if missing[p.row_index]]
     writer.record_skipped(skipped)
     finish: Counter = Counter()
-    tokens, generate_s, written = 0, 0.0, 0
+    written = {"answers": 0, "tokens": 0}
+    generate_s = 0.0
     if pending:
-        from tqdm import tqdm
+        engine = open_engine(config.model, config.engine, seed=sampling.seed, max_logprobs=1)
 
-        engine = load_engine(config.model, backend=config.backend,
-                             max_model_len=config.max_model_len,
-                             tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
-                             max_logprobs=1, seed=config.seed, batch_size=config.hf_batch_size,
-                             revision=config.revision)
-        spec = SamplingSpec(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                            top_p=config.top_p, seed=config.seed, n=config.n)
-        bar = tqdm(total=len(pending) * config.n, unit="ans", disable=not config.progress,
-                   desc="rollout")
-        try:
-            for at in range(0, len(pending), config.chunk_size):
-                chunk = pending[at:at + config.chunk_size]
-                began = time.perf_counter()
-                results = engine.generate([p.teacher_ids for p in chunk], spec,
-                                          seeds=[config.seed + p.row_index * config.n for p in chunk])
-                generate_s += time.perf_counter() - began
-                for pair, samples in zip(chunk, results):
-                    for sample_index, gen in enumerate(samples):
-                        eid = example_id(tag, pair.row_index, sample_index)
-                        if eid in done:
-                            continue
-                        if not gen.token_ids:
-                            skipped[SKIP_EMPTY_ANSWER] += 1
-                            continue
-                        writer.add(Response(eid, pair.student_ids, gen.token_ids, gen.finish_reason))
-                        finish[gen.finish_reason] += 1
-                        tokens += len(gen.token_ids)
-                        written += 1
-                bar.update(sum(len(s) for s in results))
-                bar.set_postfix(tok_s=f"{tokens / generate_s:.1f}" if generate_s else "-")
-        except BaseException:
-            writer.flush()  # keep every finished answer; the next run resumes after them
-            raise
-        finally:
-            bar.close()
-            engine.close()
+        def take(chunk, results):
+            for pair, eid, gen in new_samples(chunk, results, tag, done):
+                if not gen.token_ids:
+                    skipped[SKIP_EMPTY_ANSWER] += 1
+                    continue
+                writer.add(Response(eid, pair.student_ids, gen.token_ids, gen.finish_reason))
+                finish[gen.finish_reason] += 1
+                written["tokens"] += len(gen.token_ids)
+                written["answers"] += 1
+            return sum(len(s) for s in results), written["tokens"]
+
+        generate_s = run_chunks(pending, config.output.chunk_size, engine, writer,
+                                lambda chunk: sample_chunk(engine, chunk, sampling), take,
+                                total=len(pending) * sampling.n, unit="ans", desc="rollout",
+                                progress=config.output.progress)
     writer.record_skipped(skipped)
     header = writer.close()
+    tokens = written["tokens"]
     summary = {
         "responses_dir": str(config.out),
         "rows_selected": len(indices),
-        "responses_written": written,
-        "responses_already_done": len(pairs) * config.n - sum(
-            example_id(tag, p.row_index, s) not in done for p in pairs for s in range(config.n)),
+        "responses_written": written["answers"],
+        "responses_already_done": len(pairs) * sampling.n - sum(missing.values()),
         "responses_in_file": sum(s["rows"] for s in header["shards"]),
         "response_tokens_written": tokens,
         "skipped": dict(sorted(skipped.items())),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from common.files import file_sha256
 
-from .config import TeacherCacheConfig, TeacherConfigError
+from .settings import DatasetSettings, TeacherConfigError
 from .source_files import first_line, load_local_file
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
@@ -37,10 +37,12 @@ def _local_format(path: Path) -> str | None:
     return LOCAL_FORMATS.get(suffixes[-1]) if suffixes else None
 
 
-def open_dataset(config: TeacherCacheConfig):
+def open_dataset(config: DatasetSettings, output_field: str | None = None,
+                 skip_bad_lines: bool = False):
     """(datasets.Dataset, identity dict, {row index: skip reason} of rows that are bad lines).
 
-    A local file is checked line by line, then loaded by the json/parquet builder."""
+    A local file is checked line by line, then loaded by the json/parquet builder.
+    `output_field`: a reference-answer column checked to exist (stage one's --output-field)."""
     path = Path(config.dataset)
     bad_rows: dict[int, str] = {}
     if path.exists():
@@ -48,7 +50,7 @@ def open_dataset(config: TeacherCacheConfig):
         if builder is None:
             raise TeacherConfigError(f"--dataset {path}: unsupported file type; "
                                      f"use one of {', '.join(LOCAL_FORMATS)} (optionally .gz)")
-        dataset, bad_rows = load_local_file(path, builder, config.skip_bad_lines)
+        dataset, bad_rows = load_local_file(path, builder, skip_bad_lines)
         identity = {"source": path.name, "sha256": "sha256:" + file_sha256(path)}
         default_tag = path.name.split(".")[0]
     else:
@@ -57,7 +59,7 @@ def open_dataset(config: TeacherCacheConfig):
                     "revision": config.dataset_revision, "fingerprint": dataset._fingerprint}
         default_tag = config.dataset.rstrip("/").split("/")[-1]
     fields = {"instruction": config.instruction_field, "input": config.input_field,
-              "output": config.output_field}
+              "output": output_field}
     for role, name in fields.items():
         if name is not None and name not in dataset.column_names:
             raise TeacherConfigError(
@@ -77,7 +79,7 @@ def open_dataset(config: TeacherCacheConfig):
     return dataset, identity, bad_rows
 
 
-def _load_hub_dataset(config: TeacherCacheConfig):
+def _load_hub_dataset(config: DatasetSettings):
     """A Hub dataset (or its copy in the local datasets cache); failures are one line."""
     import datasets
 
@@ -147,7 +149,7 @@ def check_row(row: dict, instruction_field: str, input_field: str | None) -> tup
     return instruction, input_text
 
 
-def iter_source_rows(dataset, indices: range, config: TeacherCacheConfig, skipped: Counter,
+def iter_source_rows(dataset, indices: range, config: DatasetSettings, skipped: Counter,
                      bad_rows: dict[int, str] | None = None):
     """Yield the valid rows of `indices`; count the others in `skipped` by reason (a bad line's
     reason from `bad_rows`, as open_dataset found it)."""

@@ -11,13 +11,13 @@ predicted response token j, i.e. the engine's prompt log-prob entry len(prompt) 
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from cache_schema import CachedExample, CacheWriter, tokenizer_fingerprint
 
+from .chunks import example_id, open_engine, run_chunks
 from .config import TeacherCacheConfig, TeacherConfigError
 from .prompts import PromptPair
 from .responses_file import ResponsesFile, ResponsesFileError
@@ -77,7 +77,7 @@ class ResponseSource:
         else:
             raise TeacherConfigError(
                 f"--responses-from {self.spec!r} is neither a responses file (akd rollout --out) "
-                f"nor a column of {config.dataset} (columns: {', '.join(dataset.column_names)})")
+                f"nor a column of {config.data.dataset} (columns: {', '.join(dataset.column_names)})")
 
     def items(self, pairs: list[PromptPair], indices: range, num_rows: int,
               max_model_len: int, skipped: Counter) -> list[ScoreItem]:
@@ -96,8 +96,6 @@ class ResponseSource:
         return kept
 
     def _from_field(self, pairs: list[PromptPair], skipped: Counter):
-        from .build import example_id
-
         for pair in pairs:
             text = self.view[pair.row_index][self.field]
             if text is not None and not isinstance(text, str):
@@ -139,39 +137,26 @@ class ResponseSource:
 
 def score_into(writer: CacheWriter, items: list[ScoreItem], config: TeacherCacheConfig,
                stats: RunStats, tokenizer) -> float:
-    """Score chunk by chunk so each chunk reaches the writer before the next starts (the
-    resume granularity, as in generation). Returns the seconds spent scoring."""
-    from tqdm import tqdm
+    """Score chunk by chunk (chunks.run_chunks: the resume granularity, as in generation).
+    Returns the seconds spent scoring."""
+    engine = open_engine(config.model, config.engine, seed=config.sampling.seed,
+                         max_logprobs=config.k)
 
-    from inference import load_engine
+    def take(chunk, scored):
+        for item, scores in zip(chunk, scored):
+            writer.add(CachedExample(
+                example_id=item.example_id, prompt_ids=item.pair.student_ids,
+                response_ids=item.response_ids, topk_ids=scores.topk_ids,
+                topk_logprobs=scores.topk_logprobs, sampled_logprobs=scores.token_logprobs,
+                finish_reason=item.finish_reason))
+            stats.add(tokenizer.decode(item.response_ids, skip_special_tokens=True),
+                      scores.topk_logprobs, item.finish_reason)
+        return len(chunk), stats.tokens
 
-    engine = load_engine(config.model, backend=config.backend, max_model_len=config.max_model_len,
-                         tensor_parallel_size=config.tensor_parallel_size, dtype=config.dtype,
-                         max_logprobs=config.k, seed=config.seed, batch_size=config.hf_batch_size,
-                         revision=config.revision)
-    bar = tqdm(total=len(items), unit="ex", disable=not config.progress, desc="teacher scores")
-    spent = 0.0
-    try:
-        for at in range(0, len(items), config.chunk_size):
-            chunk = items[at:at + config.chunk_size]
-            began = time.perf_counter()
-            scored = engine.score([i.pair.teacher_ids for i in chunk],
-                                  [i.response_ids for i in chunk], config.k)
-            spent += time.perf_counter() - began
-            for item, scores in zip(chunk, scored):
-                writer.add(CachedExample(
-                    example_id=item.example_id, prompt_ids=item.pair.student_ids,
-                    response_ids=item.response_ids, topk_ids=scores.topk_ids,
-                    topk_logprobs=scores.topk_logprobs, sampled_logprobs=scores.token_logprobs,
-                    finish_reason=item.finish_reason))
-                stats.add(tokenizer.decode(item.response_ids, skip_special_tokens=True),
-                          scores.topk_logprobs, item.finish_reason)
-            bar.update(len(chunk))
-            bar.set_postfix(tok_s=f"{stats.tokens / spent:.1f}" if spent else "-")
-    except BaseException:
-        writer.flush()  # keep every finished example; the next run resumes after them
-        raise
-    finally:
-        bar.close()
-        engine.close()
-    return spent
+    def call(chunk):
+        return engine.score([i.pair.teacher_ids for i in chunk], [i.response_ids for i in chunk],
+                            config.k)
+
+    return run_chunks(items, config.output.chunk_size, engine, writer, call, take,
+                      total=len(items), unit="ex", desc="teacher scores",
+                      progress=config.output.progress)
