@@ -26,13 +26,14 @@ class Outer:
     hidden: int = setting(3, cli=False)
 
 
-def _command():
-    seen = {}
+def _command(cls=None):
+    """A command generated from `cls` (default: Outer) that keeps the config it builds."""
+    cls, seen = cls or Outer, {}
 
     @click.command()
-    @dataclass_options(Outer)
+    @dataclass_options(cls)
     def cmd(**options):
-        seen["config"] = build_config(Outer, options)
+        seen["config"] = build_config(cls, options)
 
     return cmd, seen
 
@@ -86,19 +87,8 @@ class Rollout:
     sampling: Sampling = field(default_factory=lambda: Sampling(n=4, temperature=0.8))
 
 
-def _rollout_command():
-    seen = {}
-
-    @click.command()
-    @dataclass_options(Rollout)
-    def cmd(**options):
-        seen["config"] = build_config(Rollout, options)
-
-    return cmd, seen
-
-
 def test_a_nested_option_defaults_to_the_enclosing_fields_default_instance():
-    cmd, seen = _rollout_command()
+    cmd, seen = _command(Rollout)
     names = {p.name: p for p in cmd.params}
     assert (names["n"].default, names["temperature"].default) == (4, 0.8)
     assert [(f.name, d) for _, f, d in option_defaults(Rollout)] == [
@@ -121,7 +111,7 @@ def test_to_cli_args_compares_a_nested_setting_with_the_commands_default():
     config = Rollout(out="x", sampling=Sampling(n=1, temperature=0.8))
     args = to_cli_args(config)
     assert args == ["--out", "x", "--n", "1"]
-    cmd, seen = _rollout_command()
+    cmd, seen = _command(Rollout)
     assert CliRunner().invoke(cmd, args).exit_code == 0
     assert seen["config"] == config
     assert to_cli_args(Rollout(out="x"), all_fields=True) == ["--out", "x", "--n", "4",
