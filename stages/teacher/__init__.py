@@ -5,6 +5,8 @@ from .config import TeacherCacheConfig, TeacherConfigError
 from .responses_file import ResponsesFile, ResponsesFileError
 from .rollout import run_rollout
 from .rollout_config import RolloutConfig
+from .settings import DatasetSettings, EngineSettings, SamplingSettings, ShardSettings
 
-__all__ = ["ResponsesFile", "ResponsesFileError", "RolloutConfig", "TeacherCacheConfig",
-           "TeacherConfigError", "build_teacher_cache", "example_id", "run_rollout"]
+__all__ = ["DatasetSettings", "EngineSettings", "ResponsesFile", "ResponsesFileError", "RolloutConfig",
+           "SamplingSettings", "ShardSettings", "TeacherCacheConfig", "TeacherConfigError",
+           "build_teacher_cache", "example_id", "run_rollout"]
