@@ -24,7 +24,7 @@ def run_command(only, **options):
     Each round keeps OUT_DIR/round-R/{rollouts,cache,run}; OUT_DIR/summary.md, summary.json
     and heldout_fkl.png compare the rounds; OUT_DIR/onpolicy.log says what ran.
     """
-    from study.onpolicy import run_rounds
+    from study.onpolicy_run import run_rounds
 
     with user_errors():
         states = run_rounds(OnPolicyConfig(**options), only=only, echo=click.echo)

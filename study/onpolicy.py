@@ -264,16 +264,3 @@ def save_or_check_config(config: OnPolicyConfig) -> None:
 
 def load_config(out_dir) -> OnPolicyConfig:
     return load_settings(OnPolicyConfig, out_dir, CONFIG_FILE, COMMAND)
-
-
-def run_rounds(config: OnPolicyConfig, *, only: str | None = None, echo=print) -> dict[str, str]:
-    """Record (or check) the settings, run every step not done, then write the summary."""
-    from study.onpolicy_summary import write_summary
-    from study.runner import run_steps
-
-    save_or_check_config(config)
-    check_rows_fit(config)
-    states = run_steps(config.root, build_rounds(config), only=only, echo=echo, log_name=LOG_FILE,
-                       command=COMMAND, show_output=True)
-    write_summary(config)
-    return states

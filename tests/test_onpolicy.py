@@ -18,7 +18,8 @@ from stages.distill.losses import LossConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
 from study.config import ExperimentError
 from study.onpolicy import (LOG_FILE, OnPolicyConfig, build_rounds, distill_args, rounds_of,
-                            run_rounds, save_or_check_config)
+                            save_or_check_config)
+from study.onpolicy_run import run_rounds
 from study.onpolicy_summary import FKL_PLOT, SUMMARY_JSON, SUMMARY_MD, write_summary
 from teacher_data import write_rows
 
