@@ -182,16 +182,25 @@ def score_args(config: OnPolicyConfig, round_: Round) -> list[str]:
 def distill_args(config: OnPolicyConfig, round_: Round) -> list[str]:
     """`akd distill` on the round's cache; with an off-policy cache, both caches and their
     weights (`--cache` repeated, `--cache-weight` in the same order)."""
-    caches = ["--cache", str(round_.cache)]
-    if config.offpolicy_cache:
-        caches += ["--cache", config.offpolicy_cache,
-                   "--cache-weight", str(config.onpolicy_fraction),
-                   "--cache-weight", str(round(1 - config.onpolicy_fraction, 12))]
+    weights = (config.onpolicy_fraction, 1 - config.onpolicy_fraction) if config.offpolicy_cache else None
+    caches = cache_args([str(round_.cache), *([config.offpolicy_cache] if config.offpolicy_cache else [])],
+                        weights)
     options = to_cli_args(config.distill_config(round_.student),
                           skip=("cache_dir", "student", "loss", "run_dir"))
     return ["distill", *caches, "--student", round_.student, "--loss", round_.loss,
             "--runs-dir", str(round_.runs_dir), "--models-dir", config.models_dir, *options,
             *config.distill_options.split()]
+
+
+def cache_args(caches: list[str], weights=None) -> list[str]:
+    """`akd distill`'s mix: `--cache` repeated, then (if given) `--cache-weight` in the same
+    order, each written to 12 digits (1 - 0.7 reads 0.3, not 0.30000000000000004)."""
+    args = [arg for cache in caches for arg in ("--cache", str(cache))]
+    if weights is not None:
+        if len(weights) != len(caches):
+            raise ExperimentError(f"{len(weights)} cache weight(s) for {len(caches)} cache(s)")
+        args += [arg for w in weights for arg in ("--cache-weight", str(round(w, 12)))]
+    return args
 
 
 def eval_args(config: OnPolicyConfig, model: str, out: Path) -> list[str]:
