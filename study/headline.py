@@ -137,16 +137,20 @@ def accuracy_loss(models, model: str) -> float | None:
 
 def _gap_closed(models, full_arms) -> dict:
     question = "What fraction of the teacher-student gap did the best method close?"
-    scored = [a for a in full_arms if a in models and accuracy_loss_known(models, a)]
-    if not {"teacher", "student"} <= set(models) or not scored:
-        return _open(question, [m for m in ("teacher", "student") if m not in models]
+    scored = [a for a in full_arms if a in models and all(b in models[a].passes for b in TEST)]
+    ready = [m for m in ("teacher", "student") if m in models and all(b in models[m].passes for b in TEST)]
+    if len(ready) < 2 or not scored:
+        return _open(question, [m for m in ("teacher", "student") if m not in ready]
                      + ([] if scored else ["a distilled student"]))
     before = accuracy_loss(models, "student")
     losses = {a: accuracy_loss(models, a) for a in scored}
+    if before is None or any(v is None for v in losses.values()):
+        return {"question": question, "open": False,
+                "answer": "Undefined: the teacher passes no task of HumanEval or MBPP test."}
     best = min(scored, key=lambda a: losses[a])
     test = pooled(models, best, "student", benchmarks=list(TEST))["pooled"]
     sig = "significant" if _significant(test) else "not significant"
-    if before is None or before <= 0:
+    if before <= 0:
         answer = f"No gap to close: the original student's accuracy loss is {_pct(before)}."
     elif losses[best] >= before:
         answer = (f"**None.** No method lowered the accuracy loss: the best, {name(best)}, has "
@@ -156,10 +160,6 @@ def _gap_closed(models, full_arms) -> dict:
                   f"accuracy loss {_pct(before)} -> {_pct(losses[best])} (mean of HumanEval and MBPP test; "
                   f"its difference from the original on those tasks is {sig}: {diff_text(test)}).")
     return {"question": question, "answer": answer, "open": False}
-
-
-def accuracy_loss_known(models, model: str) -> bool:
-    return "teacher" in models and accuracy_loss(models, model) is not None
 
 
 def _smaller(models, small_arms) -> dict:
@@ -172,7 +172,7 @@ def _smaller(models, small_arms) -> dict:
     best = max(candidates, key=lambda m: (rate[m], m != "small"))
     student, small = models["student"], models[best]
     kept = rate[best] / rate["student"] if rate["student"] else None
-    answer = (f"{name(best).capitalize()} keeps {_pct(kept)} of the original's pass@1 ({_pct(rate[best])} vs "
+    answer = (f"{name(best)[0].upper()}{name(best)[1:]} keeps {_pct(kept)} of the original's pass@1 ({_pct(rate[best])} vs "
               f"{_pct(rate['student'])}, HumanEval + MBPP test)")
     if small.parameters and student.parameters:
         answer += f" with {small.parameters / 1e6:.0f}M of its {student.parameters / 1e6:.0f}M parameters"
