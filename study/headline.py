@@ -175,7 +175,7 @@ def _smaller(models, small_arms) -> dict:
     answer = (f"{name(best)[0].upper()}{name(best)[1:]} keeps {_pct(kept)} of the original's pass@1 ({_pct(rate[best])} vs "
               f"{_pct(rate['student'])}, HumanEval + MBPP test)")
     if small.parameters and student.parameters:
-        answer += f" with {small.parameters / 1e6:.0f}M of its {student.parameters / 1e6:.0f}M parameters"
+        answer += f" with {_millions(small.parameters)} of its {_millions(student.parameters)} parameters"
     if small.tokens_per_s and student.tokens_per_s:
         answer += (f", at {small.tokens_per_s / student.tokens_per_s:.2f}x its generation speed "
                    f"({small.tokens_per_s:.0f} vs {student.tokens_per_s:.0f} tokens/s)")
@@ -194,6 +194,10 @@ def _rate(scored: Scored, bench: str) -> float | None:
 def _pooled_rate(scored: Scored) -> float:
     tasks = [ok for bench in TEST for ok in scored.passes[bench].values()]
     return sum(tasks) / len(tasks)
+
+
+def _millions(value: int) -> str:
+    return f"{value / 1e6:.0f}M" if value >= 1e7 else f"{value / 1e6:.2f}M"
 
 
 def _pct(value) -> str:

@@ -285,7 +285,8 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
     killed = json.loads((out / "steps" / "eval-akd-onpolicy-test.json").read_text())
     assert killed["status"] == "running"
     before = {p.stem: json.loads(p.read_text()) for p in (out / "steps").glob("*.json")}
-    done_before = {n for n, r in before.items() if r["status"] == "done"}
+    # the teacher's MBPP-train evaluation re-scores its canned answers later in the plan
+    done_before = {n for n, r in before.items() if r["status"] == "done"} - {"eval-teacher-train"}
     assert {"train-akd", "train-akd-onpolicy", "choose-lr", "budget"} <= done_before
 
     status = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiment", "status", "--out-dir", str(out)],
