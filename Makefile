@@ -26,7 +26,7 @@ RUNS_DIR    ?= runs/$(notdir $(CACHE))
 DISTILL_EXTRA ?=
 MODEL       ?= $(TEACHER)
 EVAL_EXTRA  ?=
-EXPERIMENT_DIR   ?= experiments/default
+EXPERIMENT_DIR   ?= experiments/v2
 EXPERIMENT_EXTRA ?=
 ONPOLICY_DIR     ?= onpolicy/default
 ONPOLICY_EXTRA   ?=
@@ -39,14 +39,15 @@ RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} 
                HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(PY) -m inference.allocator exec --
 
-.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-status onpolicy onpolicy-status test test-fast bench clean-venv
+.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
 	@echo "make distill        teacher-cache, then train STUDENT (list) with LOSS (list) for STEPS on it"
 	@echo "make eval MODEL=..  HumanEval + MBPP pass@1 of a model (registry name, folder or Hub id)"
 	@echo "make report         tables and chart of every evaluated model in evals/ -> results/"
-	@echo "make experiment     the AKD experiment grid (hours; resumable) -> results/experiment/"
+	@echo "make experiment     the AKD experiment grid v2 (~8 h; resumable) -> results/experiment/"
+	@echo "make experiment-estimate  the grid's expected minutes per step (EXPERIMENT_EXTRA applies)"
 	@echo "make experiment-status  which grid steps are done (log: EXPERIMENT_DIR/experiment.log)"
 	@echo "make onpolicy       rounds of on-policy distillation (~25 min a round; resumable) -> ONPOLICY_DIR"
 	@echo "make onpolicy-status  which round steps are done, each round's held-out fidelity"
@@ -95,8 +96,9 @@ report: venv
 	if [ -f $(EXPERIMENT_DIR)/experiment.json ]; then \
 	  $(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment; fi
 
-# The grid of issue 5, about four hours here: rerun to resume; run it in the background with
-# `nohup make experiment > experiment.out 2>&1 &` and watch `make experiment-status`.
+# Grid v2 (issue 13), about eight hours here (`make experiment-estimate`): rerun to resume; run it
+# in the background with `nohup make experiment > experiment.out 2>&1 &`, watch
+# `make experiment-status`, and `make report` rewrites the (partial) report at any time.
 experiment: venv allocator
 	$(RUN_ENV) $(AKD) experiment run --out-dir $(EXPERIMENT_DIR) --models-dir $(MODELS_DIR) \
 	  --teacher $(TEACHER) --student $(STUDENT) --dataset $(DATASET) $(EXPERIMENT_EXTRA)
@@ -104,6 +106,10 @@ experiment: venv allocator
 
 experiment-status: venv
 	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)
+
+experiment-estimate: venv
+	$(AKD) experiment estimate --out-dir $(EXPERIMENT_DIR) --teacher $(TEACHER) --student $(STUDENT) \
+	  --dataset $(DATASET) $(EXPERIMENT_EXTRA)
 
 # Rounds of offline on-policy distillation: the student answers, the teacher scores, the student
 # trains; rerun to resume. ONPOLICY_EXTRA passes options (`akd onpolicy run --help`, e.g. --rounds 3,

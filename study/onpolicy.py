@@ -194,6 +194,17 @@ def distill_args(config: OnPolicyConfig, round_: Round) -> list[str]:
             *config.distill_options.split()]
 
 
+def cache_args(caches: list[str], weights=None) -> list[str]:
+    """`akd distill`'s mix: `--cache` repeated, then (if given) `--cache-weight` in the same
+    order, each written to 12 digits (1 - 0.7 reads 0.3, not 0.30000000000000004)."""
+    args = [arg for cache in caches for arg in ("--cache", str(cache))]
+    if weights is not None:
+        if len(weights) != len(caches):
+            raise ExperimentError(f"{len(weights)} cache weight(s) for {len(caches)} cache(s)")
+        args += [arg for w in weights for arg in ("--cache-weight", str(round(w, 12)))]
+    return args
+
+
 def eval_args(config: OnPolicyConfig, model: str, out: Path) -> list[str]:
     args = ["eval", "--model", model, "--out", str(out), "--models-dir", config.models_dir,
             "--backend", config.backend]

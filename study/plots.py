@@ -11,10 +11,63 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_pass_at_1(table: list[dict], path: Path) -> Path:
+def plot_pass_at_1(table: list[dict], path: Path) -> Path | None:
+    """Every model scored on the test split: pass@1 bars and accuracy loss (study/chart.py)."""
     from study.chart import bar_chart
 
-    bar_chart(table, path)
+    rows = [r for r in table if all(r["pass@1"].get(b) is not None for b in ("humaneval", "mbpp"))]
+    if not rows:
+        return None
+    bar_chart(rows, path)
+    return path
+
+
+def plot_speed(rows: list[dict], path: Path) -> Path:
+    """Parameters, pass@1 (HumanEval + MBPP test) and generated tokens/s, one bar group a model."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    names = [r["model"] for r in rows]
+    x = np.arange(len(rows))
+    for ax, key, title, scale in ((axes[0], "parameters", "parameters (M)", 1e-6),
+                                  (axes[1], "pass@1", "pass@1, HumanEval + MBPP test (%)", 100),
+                                  (axes[2], "tokens_per_s", "generated tokens/s (vLLM, eval)", 1)):
+        values = [float("nan") if r.get(key) is None else r[key] * scale for r in rows]
+        ax.bar(x, values, 0.6, color=["#555555" if n == "teacher" else "#4f81bd" for n in names])
+        for xi, v in zip(x, values):
+            if v == v:
+                ax.annotate(f"{v:.0f}" if key != "pass@1" else f"{v:.1f}", (xi, v), ha="center", va="bottom",
+                            fontsize=8)
+        ax.set_title(title)
+        ax.set_xticks(x, names, rotation=20, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_recovery(rows: list[dict], path: Path) -> Path:
+    """The smaller student's recovery: held-out FKL and pass@1 against training tokens seen."""
+    fig, (fkl_ax, pass_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for row in rows:
+        if row["curve"]:
+            fkl_ax.plot([p["tokens_seen"] for p in row["curve"]], [p["fkl"] for p in row["curve"]],
+                        marker="o", label=row["run"])
+        points = [p for p in row["pass@1"] if p["tokens_seen"] is not None and p["pass@1"] is not None]
+        if points:
+            pass_ax.plot([p["tokens_seen"] for p in points], [100 * p["pass@1"] for p in points],
+                         marker="s", label=row["run"])
+    fkl_ax.set(title="held-out FKL(teacher || student), log scale", xlabel="training tokens seen",
+               yscale="log")
+    bench = ", ".join(rows[0]["benchmarks"]) if rows else ""
+    pass_ax.set(title=f"pass@1 ({bench}): before, midpoint, end", xlabel="training tokens seen",
+                ylabel="pass@1 (%)")
+    for ax in (fkl_ax, pass_ax):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return path
 
 
@@ -29,7 +82,7 @@ def plot_training(runs: dict[str, list[dict]], out_dir: Path, smooth: int = 20) 
         if train:
             steps = [r["step"] for r in train]
             train_ax.plot(steps, _moving_average([r["loss"] for r in train], smooth), label=name)
-            if name.endswith("-akd"):
+            if all(r.get("head_weight") is not None for r in train):  # AKD's runs
                 head_ax.plot(steps, _moving_average([r["head_weight"] for r in train], smooth), label=name)
         if evals:
             eval_ax.plot([r["step"] for r in evals], [r["eval_fkl"] for r in evals], marker="o", label=name)

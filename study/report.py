@@ -1,69 +1,200 @@
-"""The experiment's report: what was compared, what it scored, how sure we can be, what it
-cost, and the exact commands that made it. Built from whatever steps are done, so a grid
-still running already has a (partial, labelled) report."""
+"""The experiment's report: the five answers first, then what was compared, what it scored, how
+sure we can be, what it cost and the exact commands. Built from whatever steps are done, so a
+grid still running already has a (partial, labelled) report; every evaluated model's
+per-task verdicts are exported beside it (samples/<model>/, re-scorable elsewhere)."""
 from __future__ import annotations
 
 import json
 import subprocess
 from pathlib import Path
 
-from study.config import ExperimentConfig
-from study.plan import CHOICE_FILE, build_plan
-from study.plots import plot_pass_at_1, plot_training
-from study.config import ExperimentError
-from study.results import (heldout_fidelity, load_metrics, load_passes, load_summary,
-                           recorded_run_settings, run_summary)
+from study.arms import FULL_ARMS, Grid
+from study.config import ExperimentConfig, ExperimentError, split_list
+from study.cost import estimate, expected_budget
+from study.headline import Scored, first_lines
+from study.plan import build_plan
+from study.results import heldout_curve, heldout_fidelity, load_metrics, load_passes, load_summary, recorded_run_settings, run_summary
 from study.runner import read_record, step_state
-from study.stats import compare as paired
+from study.stats import compare_pooled
 from study.tables import markdown_report
 
-BENCHMARKS = ("humaneval", "mbpp")
+SCORED_SPLITS = {"test": ("humaneval", "mbpp"), "train": ("mbpp",)}
 
 
 def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
-    """Write report.md, report.json and the plots to out_dir; return the JSON."""
-    from study.accuracy_report import compare as accuracy_table
+    """Write report.md, report.json, the plots and samples/ to out_dir; return the JSON."""
+    from study.plots import plot_pass_at_1, plot_recovery, plot_speed, plot_training
 
-    root, out_dir = config.root, Path(out_dir)
+    grid, out_dir = Grid(config), Path(out_dir)
     steps = build_plan(config)
-    states = {s.name: step_state(root, s) for s in steps}
-    evals = {s.name: s for s in steps if s.kind == "eval" and states[s.name] == "done"}
-    summaries = {name: {**load_summary(s.output), "name": _label(s)} for name, s in evals.items()}
-
-    table = []
-    if "eval-teacher" in summaries:
-        table = accuracy_table([summary for name, summary in summaries.items()
-                                if name != "eval-teacher-enhanced"])
-        for row in table:  # the cache's folder name (enhanced, plain) reads better than its path
-            row["cache"] = Path(row["cache"]).name if row["cache"] else None
-        plan_order = {_label(s): i for i, s in enumerate(steps)}  # groups each student size's runs
-        table.sort(key=lambda row: (row["role"] != "teacher", plan_order.get(row["name"], len(plan_order))))
+    states = {s.name: step_state(config.root, s) for s in steps}
+    done_evals = [s for s in steps if s.kind in ("eval", "select") and states[s.name] == "done"]
+    models = scored_models(done_evals)
+    full_arms = [a for a in FULL_ARMS if a in {s.meta.get("model") for s in steps}]
+    small_arms = ["small", *(f"small-{loss}" for loss in split_list(config.small_losses))]
+    budget_known = grid.budget_file.exists()
+    budget = grid.budget() if budget_known else expected_budget(config)
     report = {
         "config": config.to_dict(),
-        "run_settings": run_settings(steps),
         "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),
                      "pending": [n for n, v in states.items() if v != "done"]},
-        "selection": _selection(root),
-        "teacher_prompts": _teacher_prompts(evals),
-        "table": table,
-        "significance": _significance(evals),
-        "fidelity": _fidelity(steps, states),
-        "costs": _costs(root, steps),
-        "commands": [{"step": s.name, "command": (read_record(root, s.name) or {}).get("command")}
+        "answers": first_lines(models, full_arms, small_arms),
+        "plan": {"budget": budget.to_dict(), "budget_measured": budget_known,
+                 "estimate": estimate(config, steps, budget)},
+        "choices": {"template": _read(grid.template_file), "lr": _read(grid.lr_file),
+                    "mbpp_base": _read(grid.mbpp_base_file),
+                    "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json"))},
+        "table": accuracy_rows(models),
+        "significance": significance(models, full_arms, small_arms),
+        "speed": speed_rows(models, small_arms),
+        "recovery": recovery(grid, steps, states, models),
+        "fidelity": [{"run": s.meta["model"], **f} for s in steps if s.kind == "train" and states[s.name] == "done"
+                     and (f := heldout_fidelity(s.output))],
+        "run_settings": run_settings(steps),
+        "costs": _costs(config.root, steps),
+        "commands": [{"step": s.name, "command": (read_record(config.root, s.name) or {}).get("command")}
                      for s in steps if states[s.name] == "done" and s.command is not None],
         "software": _software(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
+    report["samples"] = export_samples(done_evals, out_dir / "samples")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plots = {}
-    if table:
-        plots["pass@1"] = plot_pass_at_1(table, out_dir / "pass_at_1.png")
-    runs = {s.name.removeprefix("train-"): load_metrics(s.output) for s in steps
-            if s.kind == "train" and states[s.name] == "done"}
+    if report["table"] and (chart := plot_pass_at_1(report["table"], out_dir / "pass_at_1.png")):
+        plots["pass@1"] = chart
+    if report["speed"]:
+        plots["speed"] = plot_speed(report["speed"], out_dir / "size_speed.png")
+    if any(r["curve"] for r in report["recovery"]):
+        plots["recovery"] = plot_recovery(report["recovery"], out_dir / "recovery.png")
+    runs = {s.meta["model"]: load_metrics(s.output) for s in steps if s.kind == "train" and states[s.name] == "done"}
     if runs:
         plots.update(plot_training(runs, out_dir))
     (out_dir / "report.md").write_text(markdown_report(report, {k: Path(v).name for k, v in plots.items()}))
     return report
+
+
+def scored_models(evals) -> dict[str, Scored]:
+    """Every model with a test or train evaluation: its per-task outcomes ("mbpp_train" for the
+    train split), its parameters and generated tokens/s (test split) and pass@1."""
+    models: dict[str, Scored] = {}
+    for step in evals:
+        split = step.meta.get("split")
+        if split not in SCORED_SPLITS:
+            continue
+        scored = models.setdefault(step.meta["model"], Scored(passes={}))
+        summary = load_summary(step.output)
+        for bench in SCORED_SPLITS[split]:
+            key = bench if split == "test" else f"{bench}_{split}"
+            scored.passes[key] = load_passes(step.output, bench)
+            scored.pass_at_1[key] = summary["benchmarks"][bench]["pass@1"]
+        if split == "test":
+            scored.parameters = summary.get("parameters")
+            scored.tokens_per_s = (summary.get("generation") or {}).get("tokens_per_s")
+    return models
+
+
+def accuracy_rows(models: dict[str, Scored]) -> list[dict]:
+    from study.headline import accuracy_loss
+
+    rows = []
+    for model, scored in models.items():
+        tasks = [ok for passes in scored.passes.values() for ok in passes.values()]
+        losses = {}
+        if "teacher" in models and model != "teacher":
+            teacher = models["teacher"]
+            for bench in ("humaneval", "mbpp"):
+                t, m = teacher.pass_at_1.get(bench), scored.pass_at_1.get(bench)
+                losses[bench] = (t - m) / t if t and m is not None else None
+            losses["mean"] = accuracy_loss(models, model) if all(v is not None for v in losses.values()) else None
+        rows.append({"name": model, "role": "teacher" if model == "teacher" else "student" if model in ("student", "small")
+                     else "distilled", "parameters": scored.parameters, "tokens_per_s": scored.tokens_per_s,
+                     "pass@1": {**scored.pass_at_1, "mean": _mean(scored.pass_at_1.get(b) for b in ("humaneval", "mbpp")),
+                                "pooled": sum(tasks) / len(tasks) if tasks else None, "tasks": len(tasks)},
+                     "accuracy_loss": {"humaneval": losses.get("humaneval"), "mbpp": losses.get("mbpp"),
+                                       "mean": losses.get("mean")}})
+    return rows
+
+
+def comparison_pairs(full_arms: list[str], small_arms: list[str]) -> list[tuple[str, str]]:
+    """Each distilled student against the one it started from; AKD against the other losses of
+    its size; the on-policy, mixed and MBPP-train arms against AKD off-policy; the teacher."""
+    pairs = [(arm, "student") for arm in full_arms]
+    pairs += [("akd", loss) for loss in full_arms if loss in ("ce", "fkl", "rkl")]
+    pairs += [(arm, "akd") for arm in ("akd-onpolicy", "akd-mixed", "akd-mbpp") if arm in full_arms]
+    pairs += [("akd-mbpp", "akd-onpolicy")] if "akd-mbpp" in full_arms else []
+    trained = [a for a in small_arms if a != "small"]
+    pairs += [(arm, "small") for arm in trained]
+    pairs += [("small-akd", a) for a in trained if a != "small-akd" and "small-akd" in trained]
+    return pairs + [("teacher", "student"), ("small", "student")]
+
+
+def significance(models: dict[str, Scored], full_arms: list[str], small_arms: list[str]) -> list[dict]:
+    rows = []
+    for a, b in comparison_pairs(full_arms, small_arms):
+        if a not in models or b not in models:
+            continue
+        try:
+            result = compare_pooled(models[a].passes, models[b].passes, names=(a, b))
+        except ValueError as exc:  # e.g. the two were scored on different task subsets
+            rows.append({"a": a, "b": b, "error": str(exc)})
+            continue
+        rows.append({"a": a, "b": b, "tests": {**result["per_benchmark"], "pooled": result["pooled"]},
+                     "benchmarks": result["benchmarks"]})
+    return rows
+
+
+def speed_rows(models: dict[str, Scored], small_arms: list[str]) -> list[dict]:
+    """Teacher, student, the smaller student before training and its best trained arm."""
+    trained = [a for a in small_arms if a != "small" and a in models and "humaneval" in models[a].passes]
+    best_small = max(trained, key=lambda a: _test_rate(models[a])) if trained else None
+    rows = []
+    for model in ("teacher", "student", "small", best_small):
+        if model and model in models and "humaneval" in models[model].passes:
+            scored = models[model]
+            rows.append({"model": model, "parameters": scored.parameters, "tokens_per_s": scored.tokens_per_s,
+                         "pass@1": _test_rate(scored)})
+    return rows
+
+
+def recovery(grid: Grid, steps, states, models: dict[str, Scored]) -> list[dict]:
+    """Per smaller-student arm: held-out FKL against training tokens seen, and pass@1 (on the
+    midpoint's benchmarks) before training, at the midpoint and at the end."""
+    rows = []
+    by_name = {s.name: s for s in steps}
+    for step in steps:
+        if step.kind != "train" or step.meta.get("size") != "small" or states[step.name] != "done":
+            continue
+        model, curve = step.meta["model"], heldout_curve(step.output)
+        points = []
+        mid = by_name.get(f"eval-{model}-mid")
+        benchmarks = mid.meta["benchmarks"] if mid else ["humaneval", "mbpp"]
+        if "small" in models:
+            points.append({"step": 0, "tokens_seen": 0, "pass@1": _rate_on(models["small"], benchmarks)})
+        if mid is not None and states[mid.name] == "done":
+            mid_step = grid.budget().small_midpoint
+            seen = max([p["tokens_seen"] for p in curve if p["step"] <= mid_step], default=None)
+            points.append({"step": mid_step, "tokens_seen": seen,
+                           "pass@1": _rate_on(Scored(passes={b: load_passes(mid.output, b) for b in benchmarks}),
+                                              benchmarks)})
+        if model in models and all(b in models[model].passes for b in benchmarks):
+            points.append({"step": curve[-1]["step"] if curve else None,
+                           "tokens_seen": curve[-1]["tokens_seen"] if curve else None,
+                           "pass@1": _rate_on(models[model], benchmarks)})
+        rows.append({"run": model, "curve": curve, "pass@1": points, "benchmarks": benchmarks})
+    return rows
+
+
+def export_samples(evals, out_dir: Path) -> dict[str, list[str]]:
+    """`akd eval-export` of every done evaluation: samples/<model>/<benchmark>[_split].jsonl.gz.
+    A smaller student's midpoint is its own model (samples/<model>-mid/)."""
+    from stages.evaluate.export import export_samples as export
+
+    written: dict[str, list[str]] = {}
+    for step in evals:
+        folder = step.meta["model"] + ("-mid" if step.meta.get("split") == "mid" else "")
+        index = export(step.output, out_dir / folder)
+        written[folder] = sorted(index["files"])
+    return written
 
 
 # the settings a run records, and the flag of the step's command that asks for each
@@ -75,34 +206,37 @@ ASKED_BY = {"loss": ("train", "--loss"), "lr": ("train", "--lr"), "max_steps": (
 
 def run_settings(steps) -> list[dict]:
     """Per training run, the settings it recorded (not those the grid meant to give it), and
-    `differs`: each one that is not what its command (or its cache's command) asked for."""
-    by_name = {s.name: s for s in steps}
+    `differs`: each one that is not what its command (or its first cache's command) asked for."""
+    caches = {str(s.output): s for s in steps if s.kind == "cache"}
     rows = []
     for step in steps:
         recorded = recorded_run_settings(step.output) if step.kind == "train" else None
         if recorded is None:
             continue
-        commands = {"train": _command(step), "cache": _command(by_name.get(f"cache-{step.meta['cache']}"))}
+        train = _command(step)
+        cache = caches.get(_flag_value(train, "--cache") or "")
+        commands = {"train": train, "cache": _command(cache)}
         differs = {}
         for key, (kind, flag) in ASKED_BY.items():
             asked = _flag_value(commands[kind], flag)
             if asked is not None and not _same(recorded[key], asked):
                 differs[key] = asked
-        rows.append({"run": step.name.removeprefix("train-"), **recorded, "differs": differs})
+        rows.append({"run": step.meta["model"], **recorded, "differs": differs})
     return rows
 
 
 def _command(step) -> list[str]:
     try:
         return step.command() if step is not None and step.command is not None else []
-    except ExperimentError:  # asks for the template choice, not made yet
+    except ExperimentError:  # needs a choice or the budget, not made yet
         return []
 
 
 def _flag_value(args: list[str], flag: str) -> str | None:
-    """The value of `flag` in a command (the last one wins, as on the command line)."""
+    """The value of `flag` in a command (the first one, as the cache the run is named after;
+    the last one for any other flag, as on the command line)."""
     values = [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == flag]
-    return values[-1] if values else None
+    return (values[0] if flag == "--cache" else values[-1]) if values else None
 
 
 def _same(recorded, asked: str) -> bool:
@@ -112,75 +246,6 @@ def _same(recorded, asked: str) -> bool:
         return recorded == type(recorded)(asked)
     except ValueError:
         return False
-
-
-def _label(step) -> str:
-    return step.name.removeprefix("eval-")
-
-
-def _selection(root: Path) -> dict | None:
-    path = root / "selection" / CHOICE_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _teacher_prompts(evals: dict) -> dict | None:
-    """Does the chosen enhanced prompt raise the teacher's own pass@1 on the test sets?"""
-    if not {"eval-teacher", "eval-teacher-enhanced"} <= set(evals):
-        return None
-    plain, enhanced = evals["eval-teacher"].output, evals["eval-teacher-enhanced"].output
-    return {b: {"plain": load_summary(plain)["benchmarks"][b]["pass@1"],
-                "enhanced": load_summary(enhanced)["benchmarks"][b]["pass@1"],
-                "enhanced_vs_plain": paired(load_passes(enhanced, b), load_passes(plain, b))}
-            for b in _benchmarks(evals["eval-teacher"])}
-
-
-def _significance(evals: dict) -> list[dict]:
-    """Paired tests on the same tasks: each distilled student against its original, and AKD
-    against every other loss of the same student and cache; per benchmark and pooled."""
-    pairs = []
-    distilled = {n: s for n, s in evals.items() if s.meta.get("role") == "distilled"}
-    originals = {s.meta.get("model"): s for s in evals.values()
-                 if s.meta.get("role") == "student"}
-    for name, step in distilled.items():
-        base = originals.get(step.meta["model"])
-        if base is not None:
-            pairs.append((step, base))
-        if step.meta["loss"] == "akd":
-            pairs += [(step, other) for other in distilled.values()
-                      if other.meta["loss"] != "akd" and other.meta["model"] == step.meta["model"]
-                      and other.meta["cache"] == step.meta["cache"]]
-    # the prompt-enhancement effect: same student and loss, enhanced against plain cache
-    pairs += [(a, b) for a in distilled.values() for b in distilled.values()
-              if a.meta["cache"] == "enhanced" and b.meta["cache"] == "plain"
-              and (a.meta["model"], a.meta["loss"]) == (b.meta["model"], b.meta["loss"])]
-    rows = []
-    for a, b in pairs:
-        benchmarks = [x for x in _benchmarks(a) if x in _benchmarks(b)]
-        passes_a = {x: load_passes(a.output, x) for x in benchmarks}
-        passes_b = {x: load_passes(b.output, x) for x in benchmarks}
-        tests = {x: paired(passes_a[x], passes_b[x]) for x in benchmarks}
-        if len(benchmarks) > 1:
-            tests["pooled"] = paired(_pool(passes_a), _pool(passes_b))
-        rows.append({"a": _label(a), "b": _label(b), "tests": tests})
-    return rows
-
-
-def _pool(passes: dict[str, dict[str, bool]]) -> dict[str, bool]:
-    return {task: ok for per_task in passes.values() for task, ok in per_task.items()}
-
-
-def _benchmarks(step) -> list[str]:
-    return [b for b in step.meta.get("benchmarks", BENCHMARKS)]
-
-
-def _fidelity(steps, states) -> list[dict]:
-    rows = []
-    for step in steps:
-        if step.kind == "train" and states[step.name] == "done":
-            fidelity = heldout_fidelity(step.output)
-            if fidelity:
-                rows.append({"run": step.name.removeprefix("train-"), **fidelity})
-    return rows
 
 
 def _costs(root: Path, steps) -> list[dict]:
@@ -203,13 +268,30 @@ def _costs(root: Path, steps) -> list[dict]:
 
 
 def _attempts(root: Path, name: str) -> int:
-    """How many times the step's command was started: the runner heads each start in its log.
-    A resumed step's record holds only the last attempt's wall time."""
+    """How many times the step's command was started: the runner heads each start in its log."""
     log = root / "logs" / f"{name}.log"
     if not log.exists():
         return 1
     with open(log, "rb") as f:
         return max(1, sum(line.startswith(b"==== ") for line in f))
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _mean(values) -> float | None:
+    values = list(values)
+    return None if not values or any(v is None for v in values) else sum(values) / len(values)
+
+
+def _test_rate(scored: Scored) -> float:
+    return _rate_on(scored, ["humaneval", "mbpp"])
+
+
+def _rate_on(scored: Scored, benchmarks) -> float | None:
+    tasks = [ok for b in benchmarks if b in scored.passes for ok in scored.passes[b].values()]
+    return sum(tasks) / len(tasks) if tasks else None
 
 
 def _software() -> dict:

@@ -46,6 +46,32 @@ def heldout_fidelity(run_dir: Path) -> dict | None:
             "after": {k.removeprefix("eval_"): last.get(k) for k in keys}}
 
 
+def final_heldout_fkl(run_dir: Path) -> float | None:
+    """The run's last held-out FKL (the whole held-out slice, pooled over its caches)."""
+    evals = [r for r in load_metrics(run_dir) if r.get("split") == "eval" and r.get("eval_fkl") is not None]
+    return evals[-1]["eval_fkl"] if evals else None
+
+
+def heldout_curve(run_dir: Path) -> list[dict]:
+    """(step, tokens seen, held-out FKL) at every held-out evaluation of a run: the tokens are
+    the training response tokens of every step up to it."""
+    seen, per_step = 0, {}
+    records = load_metrics(run_dir)
+    for record in records:
+        if record.get("split") == "train":
+            per_step[record["step"]] = record.get("tokens") or 0
+    cumulative, total = {}, 0
+    for step in sorted(per_step):
+        total += per_step[step]
+        cumulative[step] = total
+    points = []
+    for record in records:
+        if record.get("split") == "eval" and record.get("eval_fkl") is not None:
+            seen = max([cumulative[s] for s in cumulative if s <= record["step"]], default=0)
+            points.append({"step": record["step"], "tokens_seen": seen, "fkl": record["eval_fkl"]})
+    return points
+
+
 def recorded_run_settings(run_dir: Path) -> dict | None:
     """The settings a training run recorded in its config.json (its options, and the k and
     templates of the cache manifest it read), or None where the run has not started."""
