@@ -25,7 +25,7 @@ from study import onpolicy
 from study.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
 from study.choices import (choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice)
 from study.config import PLAIN, ExperimentConfig, split_list
-from study.plan import Step, cache_is_whole, eval_is_whole, run_is_whole, whole_when_known
+from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole, whole_when_known
 
 TEST = ("humaneval", "mbpp")  # the test split's benchmarks
 FULL_ARMS = ("akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "akd-mbpp")

@@ -27,7 +27,7 @@ from stages.distill.rundir import run_slug
 from stages.distill.trainer import FINAL_DIR
 from stages.teacher import ResponsesFile, ResponsesFileError, RolloutConfig, TeacherCacheConfig
 from study.config import ExperimentError, load_settings, save_or_check_settings, split_list
-from study.plan import Step, cache_is_whole, eval_is_whole, run_is_whole
+from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole
 
 CONFIG_FILE = "onpolicy.json"
 LOG_FILE = "onpolicy.log"

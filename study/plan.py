@@ -13,68 +13,10 @@ shares memory with a student being trained. Names and folders: study/arms.py.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
-
-from study.config import ExperimentConfig, ExperimentError
-
-
-@dataclass
-class Step:
-    name: str
-    kind: str  # select | choose | cache | budget | rollout | data | prune | train | eval
-    output: Path
-    needs: tuple[str, ...] = ()
-    command: Callable[[], list[str]] | None = None  # `akd` arguments, built when the step runs
-    action: Callable[[], None] | None = None  # in-process work (a choice) instead of a command
-    verify: Callable[[], bool] = field(default=lambda: True)  # the output is whole and usable
-    meta: dict = field(default_factory=dict)  # what the report needs to place the result
-    # what may go once the output verifies; a 0.5B run's resume checkpoint is ~8 GiB
-    disposable: tuple[Path, ...] = ()
+from study.arms import Grid
+from study.config import ExperimentConfig
+from study.steps import Step
 
 
 def build_plan(config: ExperimentConfig) -> list[Step]:
-    from study.arms import Grid
-
     return Grid(config).steps()
-
-
-# ---- is an output whole? ----
-
-def cache_is_whole(cache_dir: Path) -> bool:
-    from cache_schema import CacheError, verify_cache
-
-    try:
-        verify_cache(cache_dir)
-    except (CacheError, FileNotFoundError):
-        return False
-    return True
-
-
-def run_is_whole(run_dir: Path, steps: int) -> bool:
-    from stages.distill.trainer import FINAL_DIR, SUMMARY_FILE
-    from transformers.utils import CONFIG_NAME  # final/ is a saved HF model folder
-
-    summary = run_dir / SUMMARY_FILE
-    return ((run_dir / FINAL_DIR / CONFIG_NAME).exists() and summary.exists()
-            and json.loads(summary.read_text()).get("steps") == steps)
-
-
-def eval_is_whole(out: Path, benchmarks: list[str], split: str) -> bool:
-    path = out / "summary.json"
-    if not path.exists():
-        return False
-    summary = json.loads(path.read_text())
-    return summary.get("split") == split and all(b in summary.get("benchmarks", {}) for b in benchmarks)
-
-
-def whole_when_known(check: Callable[[], bool]) -> Callable[[], bool]:
-    """A check that needs an earlier choice or the budget reads False until they exist."""
-    def verify() -> bool:
-        try:
-            return check()
-        except ExperimentError:
-            return False
-    return verify

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from common.files import atomic_write_json
 from study.config import ExperimentConfig, ExperimentError, save_or_check_config
-from study.plan import Step, build_plan
+from study.plan import build_plan
+from study.steps import Step
 
 LOG_FILE, LOCK_FILE = "experiment.log", ".lock"
 _PR_SET_PDEATHSIG = 1

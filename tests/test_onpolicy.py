@@ -224,7 +224,7 @@ def test_a_round_trains_on_its_cache_mixed_with_an_offpolicy_cache(tiny_models, 
     from click.testing import CliRunner
 
     from distill_cache import teacher_cache
-    from study.plan import run_is_whole
+    from study.steps import run_is_whole
 
     teacher, student = tiny_models
     config = OnPolicyConfig(out_dir=str(tmp_path), student=str(student), steps=2, onpolicy_fraction=0.5,
@@ -244,7 +244,7 @@ def test_a_round_trains_on_its_cache_mixed_with_an_offpolicy_cache(tiny_models, 
 def test_two_tiny_rounds_killed_in_round_two_resume_from_round_ones_student(tiny_models, tmp_path):
     from cache_schema import CacheReader
     from study.onpolicy import load_config, responses_are_whole
-    from study.plan import cache_is_whole, run_is_whole
+    from study.steps import cache_is_whole, run_is_whole
 
     teacher, student = tiny_models
     data = tmp_path / "data.jsonl"
