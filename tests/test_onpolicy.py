@@ -288,7 +288,7 @@ def test_two_tiny_rounds_killed_in_round_two_resume_from_round_ones_student(tiny
     assert second.student == str(first.final)
     run_config = json.loads((second.run / "config.json").read_text())
     assert run_config["student"]["name"] == str(first.final)  # round 2 trained round 1's student
-    assert run_config["cache"]["path"] == str(second.cache.resolve())
+    assert run_config["mix"]["caches"][0]["path"] == str(second.cache.resolve())
     for round_, rows in ((first, range(0, 8)), (second, range(8, 16))):
         assert responses_are_whole(round_.rollouts) and cache_is_whole(round_.cache)
         assert run_is_whole(round_.run, 2)
