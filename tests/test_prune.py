@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from pipeline.cli import main  # noqa: E402
 from model_tools.prune import PROVENANCE, PruneError, layers_to_keep, prune_layers, prune_model  # noqa: E402
+from engine_agreement import assert_vllm_agrees_with_hf  # noqa: E402
 from tiny_models import build_model  # noqa: E402
 
 N_LAYERS = 6
@@ -233,17 +234,5 @@ def test_refuses_to_prune_into_its_own_source(deep_source):
 
 @pytest.mark.slow
 def test_vllm_loads_the_pruned_model_and_agrees_with_hf(pruned):
-    from inference import SamplingSpec, load_engine, render_prompt
-
     out, _ = pruned
-    vllm = load_engine(str(out), backend="vllm", max_model_len=256, dtype="float32", max_logprobs=2)
-    hf = load_engine(str(out), backend="hf", max_model_len=256, dtype="float32", max_logprobs=2)
-    try:
-        prompts = [render_prompt(hf.tokenizer, [{"role": "user", "content": text}])
-                   for text in ("Write a Python function that reverses a string.", "class Stack")]
-        spec = SamplingSpec(max_new_tokens=16)
-        for (v,), (h,) in zip(vllm.generate(prompts, spec), hf.generate(prompts, spec)):
-            assert len(v.token_ids) > 0 and v.token_ids == h.token_ids
-    finally:
-        vllm.close()
-        hf.close()
+    assert_vllm_agrees_with_hf(out)

@@ -16,6 +16,7 @@ from model_tools.calibration import default_calibration_file, load_calibration  
 from model_tools.prune import PROVENANCE, PruneError  # noqa: E402
 from model_tools.width_prune import WidthPruneConfig, mlp_importance, prune_width  # noqa: E402
 from pipeline.cli import main  # noqa: E402
+from engine_agreement import assert_vllm_agrees_with_hf  # noqa: E402
 from tiny_models import build_model  # noqa: E402
 
 N_LAYERS, HIDDEN, NEURONS = 3, 64, 128  # tiny_models: intermediate_size = 2 * hidden
@@ -275,19 +276,7 @@ def test_jsonl_calibration(source, tmp_path):
 
 @pytest.mark.slow
 def test_vllm_loads_the_width_pruned_model_and_agrees_with_hf(source, rows_file, tmp_path):
-    from inference import SamplingSpec, load_engine, render_prompt
-
     out = tmp_path / "out"
     prune_width(source, out, width(rows_file, mlp_keep=0.75))
-    vllm = load_engine(str(out), backend="vllm", max_model_len=256, dtype="float32", max_logprobs=2)
-    hf = load_engine(str(out), backend="hf", max_model_len=256, dtype="float32", max_logprobs=2)
-    try:
-        prompts = [render_prompt(hf.tokenizer, [{"role": "user", "content": text}])
-                   for text in ("Write a Python function that reverses a string.", "class Stack")]
-        spec = SamplingSpec(max_new_tokens=16)
-        for (v,), (h,) in zip(vllm.generate(prompts, spec), hf.generate(prompts, spec)):
-            assert len(v.token_ids) > 0 and v.token_ids == h.token_ids
-    finally:
-        vllm.close()
-        hf.close()
+    assert_vllm_agrees_with_hf(out)
     shutil.rmtree(out)
