@@ -61,6 +61,14 @@ def diff_text(test: dict) -> str:
             f"p={test['mcnemar_p_value']:.2g}, {test['n_tasks']:,} tasks")
 
 
+def power_text(test: dict) -> str:
+    """What a non-significant test could have seen: the true difference it finds 4 times in 5."""
+    d = test.get("detectable_diff")
+    if d is None:
+        return "too few tasks differ between the two for the test to find any difference"
+    return f"a true difference of {100 * d:.1f} pts would have been found 4 times in 5"
+
+
 def _significant(test: dict) -> bool:
     return test["mcnemar_p_value"] < ALPHA
 
@@ -84,7 +92,7 @@ def _beats_original(models, full_arms) -> dict:
     else:
         best = max(scored, key=lambda a: tests[a]["diff"])
         answer = (f"**No.** No distilled student differs significantly upwards; the closest is {name(best)}: "
-                  f"{diff_text(tests[best])}.")
+                  f"{diff_text(tests[best])} ({power_text(tests[best])}).")
     if losses:
         answer += " Significantly worse: " + "; ".join(f"{name(a)} ({diff_text(tests[a])})" for a in losses) + "."
     pending = [a for a in full_arms if a not in models]
@@ -98,7 +106,7 @@ def _onpolicy(models) -> dict:
     if not {"akd", "akd-onpolicy"} <= set(models):
         return _open(question, [name(m) for m in ("akd", "akd-onpolicy") if m not in models])
     test = pooled(models, "akd-onpolicy", "akd")["pooled"]
-    verdict = "a significant change" if _significant(test) else "not a significant change"
+    verdict = "a significant change" if _significant(test) else f"not a significant change; {power_text(test)}"
     answer = f"AKD on-policy minus AKD off-policy: {diff_text(test)} ({verdict})."
     if "student" in models:
         vs = pooled(models, "akd-onpolicy", "student")["pooled"]
@@ -117,7 +125,9 @@ def _akd_vs_kd(models) -> dict:
     tests = {m: pooled(models, "akd", m)["pooled"] for m in others}
     wins = [m for m in others if tests[m]["diff"] > 0 and _significant(tests[m])]
     verdict = ("**Yes.**" if len(wins) == 2 else "**Partly.**" if wins else "**No.**")
-    answer = f"{verdict} " + "; ".join(f"AKD minus {name(m)}: {diff_text(tests[m])}" for m in others) + "."
+    answer = f"{verdict} " + "; ".join(
+        f"AKD minus {name(m)}: {diff_text(tests[m])}" + ("" if m in wins else f" ({power_text(tests[m])})")
+        for m in others) + "."
     if len(others) < 2:
         answer += f" {name(({'fkl', 'rkl'} - set(others)).pop())} is not scored yet."
     return {"question": question, "answer": answer, "open": False}

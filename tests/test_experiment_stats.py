@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from study.stats import binomial_two_sided_p, compare, compare_pooled, mcnemar, paired_bootstrap
+from study.stats import (binomial_two_sided_p, compare, compare_pooled, detectable_difference, mcnemar,
+                         paired_bootstrap)
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
@@ -141,3 +142,29 @@ def test_pooled_comparison_on_named_benchmarks_and_its_errors():
         compare_pooled({"humaneval": a["humaneval"]}, {"mbpp": b["mbpp"]})
     with pytest.raises(ValueError, match="1 task ids only in a"):  # never a silent intersection
         compare_pooled({"humaneval": scores("11")}, {"humaneval": scores("1")})
+
+
+def _mcnemar_power(n: int, psi: float, diff: float, sims: int = 2000, seed: int = 0) -> float:
+    """Share of simulated paired samples (psi of n tasks discordant, A ahead by diff) McNemar rejects."""
+    rng = np.random.default_rng(seed)
+    disc = rng.binomial(n, psi, size=sims)
+    only_a = rng.binomial(disc, (psi + diff) / (2 * psi))
+    return float(np.mean([binomial_two_sided_p(int(k), int(m)) < 0.05 for k, m in zip(only_a, disc)]))
+
+
+def test_detectable_difference_has_the_power_it_claims():
+    n, psi = 664, 0.15
+    d = detectable_difference(n, round(psi * n))
+    assert 0.02 < d < 0.06  # about 3.9 points: what a 664-task comparison can see at this discordance
+    assert _mcnemar_power(n, psi, d) == pytest.approx(0.8, abs=0.05)
+    assert _mcnemar_power(n, psi, d / 2) < 0.4  # half of it is mostly missed
+    # four times the tasks halve the detectable difference (it scales with 1 / sqrt(n))
+    assert detectable_difference(4 * n, round(psi * 4 * n)) == pytest.approx(d / 2, rel=0.05)
+
+
+def test_detectable_difference_edges():
+    assert detectable_difference(100, 0) is None  # no task differs: nothing to say
+    assert detectable_difference(10, 1) is None  # one discordant task of ten: no difference reachable
+    assert compare(*discordant(10, 2))["detectable_diff"] == detectable_difference(20, 12)
+    with pytest.raises(ValueError, match="discordant"):
+        detectable_difference(10, 11)
