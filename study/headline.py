@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from study.stats import compare_pooled
 
 ALPHA = 0.05
-TEST = ("humaneval", "mbpp")  # the accuracy-loss benchmarks (DESIGN.md)
+TEST = ("humaneval", "mbpp")  # the accuracy-loss benchmarks (docs/design.md)
 NAMES = {"akd": "AKD (off-policy)", "akd-onpolicy": "AKD on-policy", "ce": "CE", "fkl": "KD (FKL)",
          "rkl": "RKD (RKL)", "akd-mixed": "AKD on+off-policy", "akd-mbpp": "AKD + MBPP-train answers",
          "small": "the pruned student before training"}
@@ -134,7 +134,7 @@ def _akd_vs_kd(models) -> dict:
 
 
 def accuracy_loss(models, model: str) -> float | None:
-    """Mean over HumanEval and MBPP test of (teacher - model) / teacher (DESIGN.md)."""
+    """Mean over HumanEval and MBPP test of (teacher - model) / teacher (docs/design.md)."""
     teacher, scores = models["teacher"], models[model]
     losses = []
     for bench in TEST:

@@ -13,7 +13,7 @@ STATS_NOTE = ("Differences are paired over the same tasks: diff = pass@1(A) - pa
               "McNemar's test would find 4 times in 5 (80% power at alpha 0.05, Connor's approximation at "
               "the pair's observed share of discordant tasks); a smaller true effect can hide behind p >= 0.05.")
 LOSS_NOTE = ("Accuracy loss = (pass@1(teacher) - pass@1(model)) / pass@1(teacher), averaged over HumanEval "
-             "and MBPP test (DESIGN.md). Tokens/s: generated tokens per second of the test-split evaluation "
+             "and MBPP test (docs/design.md). Tokens/s: generated tokens per second of the test-split evaluation "
              "(the grid's engine, vLLM by default, same settings for every model).")
 BENCH_COLUMNS = (("humaneval", "HumanEval"), ("mbpp", "MBPP test"), ("mbpp_train", "MBPP train"))
 

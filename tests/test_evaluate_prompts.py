@@ -1,4 +1,4 @@
-"""Benchmark files, splits and the exact prompt wording (DESIGN.md's measured prompts)."""
+"""Benchmark files, splits and the exact prompt wording (the prompts of the first measured pass@1 figures)."""
 import shutil
 
 import pytest

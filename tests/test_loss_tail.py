@@ -6,7 +6,7 @@ to several times wrong, and RKL with them (the tail term q_tail * log(q_tail / p
 most of RKL when the student leaves mass outside the teacher's top-k). Format 2 stores
 log(1 - sum_j exp(l_j)) from float64, and the loss uses it.
 
-The reference here is float64 numpy written from DESIGN.md's formulas: P over the k stored
+The reference here is float64 numpy written from docs/design.md's formulas: P over the k stored
 tokens plus the tail, Q from the student's softmax, the tail being the exact mass outside.
 """
 import math

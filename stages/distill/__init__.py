@@ -1,4 +1,4 @@
-"""Stage two: train a student on the teacher's top-k cache (see DESIGN.md)."""
+"""Stage two: train a student on the teacher's top-k cache (see docs/design.md)."""
 
 # ---- data pipeline and trainer ----
 from .config import DistillConfig

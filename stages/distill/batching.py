@@ -1,6 +1,6 @@
 """From cache records to padded training batches under a token budget.
 
-Alignment (DESIGN.md): in the input `prompt_ids + response_ids`, the logits that predict
+Alignment (docs/design.md): in the input `prompt_ids + response_ids`, the logits that predict
 response token j sit at index `len(prompt_ids) + j - 1`. The last response token predicts
 nothing we score, so it is left out of the input: an example of P prompt and n response
 tokens costs P + n - 1 positions.

@@ -5,7 +5,7 @@ tokenizer and ended with its end-of-turn token, as a generated answer is) or fro
 responses file of `akd rollout` (token ids as given; refused when made with another
 tokenizer). The teacher conditions on its own prompt (teacher template) and the cache
 stores the student prompt, exactly as in generation, so the cache reads the same.
-Alignment (DESIGN.md): the top-k stored at response position j is the distribution that
+Alignment (docs/design.md): the top-k stored at response position j is the distribution that
 predicted response token j, i.e. the engine's prompt log-prob entry len(prompt) + j.
 """
 from __future__ import annotations

@@ -5,7 +5,7 @@ adaptive KL of AKL, Wu et al. 2024, arXiv 2404.02657), skew KL and skew reverse
 KL (DistiLLM, Ko et al. 2024), generalised JSD (GKD, Agarwal et al. 2024),
 total variation, and cross-entropy on the teacher's response tokens, mixable
 with any divergence: loss = (1 - ce_weight) * divergence + ce_weight * CE.
-Formulas and the AKD head rule: divergences.py and DESIGN.md; the teacher's
+Formulas and the AKD head rule: divergences.py and docs/design.md; the teacher's
 tail bucket and temperature: categories.py; the student's: student_logits.py.
 
 Rows: the caller passes only valid response positions, flattened to N rows

@@ -8,7 +8,7 @@ their gradients are exactly zero, never nan.
 - FKL  KL(P || Q) = sum P (log P - log Q): classic KD (Hinton et al. 2015).
 - RKL  KL(Q || P): reverse KD (MiniLLM, Gu et al. 2024).
 - AKD  w * FKL + (1 - w) * RKL, the adaptive form of AKL (Wu et al. 2024,
-       arXiv 2404.02657) as specified in DESIGN.md: the head H is the smallest
+       arXiv 2404.02657) as specified in docs/design.md: the head H is the smallest
        prefix of the teacher's tokens sorted by P (stable: ties keep stored
        order) whose mass reaches mu, the crossing token included (the paper's
        definition; the official code puts it in the tail); the top-1 is always
