@@ -59,22 +59,27 @@ class HfEngine:
             attention[row, width - len(prompt):] = 1
         samples = 1 if spec.greedy else spec.n
         stop_ids = eos_token_ids(self.tokenizer, self._eos_ids, spec.stop_token_ids)
+        # ignore_eos: min_new_tokens masks every stop id until the limit, and no stop string
+        # is looked for, so each answer is exactly max_new_tokens long.
+        stops = () if spec.ignore_eos else spec.stop
         if not spec.greedy:
             torch.manual_seed(seed)
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=attention,
-                max_new_tokens=spec.max_new_tokens, min_new_tokens=0,
+                max_new_tokens=spec.max_new_tokens,
+                min_new_tokens=spec.max_new_tokens if spec.ignore_eos else 0,
                 do_sample=not spec.greedy, temperature=spec.temperature or None,
                 top_p=spec.top_p, top_k=0, repetition_penalty=1.0, num_return_sequences=samples,
                 eos_token_id=stop_ids, pad_token_id=self._pad_id,
-                stop_strings=list(spec.stop) or None,
-                tokenizer=self.tokenizer if spec.stop else None,
+                stop_strings=list(stops) or None,
+                tokenizer=self.tokenizer if stops else None,
                 return_dict_in_generate=True, output_logits=bool(spec.logprobs))
         generated = out.sequences[:, width:]
         # out.logits: one [rows, V] tensor per step, raw (before temperature/top-p processing).
         rows = [self._to_generation(generated[r], out.logits if spec.logprobs else None, r, spec,
-                                    stop_ids) for r in range(generated.shape[0])]
+                                    [] if spec.ignore_eos else stop_ids)
+                for r in range(generated.shape[0])]
         grouped = [rows[i * samples:(i + 1) * samples] for i in range(len(prompts))]
         if samples != spec.n:  # greedy: every sample is the same answer
             grouped = [[g] + [self._copy(g) for _ in range(spec.n - 1)] for g, in grouped]
@@ -87,12 +92,13 @@ class HfEngine:
         hits = [i for i, t in enumerate(ids) if t in stop_ids]
         if hits:
             end, finish = hits[0] + 1, "stop"
-        if spec.stop:
+        if spec.stop and not spec.ignore_eos:
             found = self._first_stop_string_end(ids[:end], spec.stop)
             if found is not None:
                 end, finish = found, "stop"
         ids = ids[:end]
-        text, _ = cut_at_stop_string(self.tokenizer.decode(ids, skip_special_tokens=True), spec.stop)
+        text, _ = cut_at_stop_string(self.tokenizer.decode(ids, skip_special_tokens=True),
+                                     () if spec.ignore_eos else spec.stop)
         gen = Generation(token_ids=ids, finish_reason=finish, text=text)
         if step_logits is not None:  # this row's positions only: never [rows, steps, V] at once
             logits = torch.stack([step[row] for step in step_logits[:end]])

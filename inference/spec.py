@@ -21,6 +21,9 @@ class SamplingSpec:
     logprobs: int = 0  # top-k log-probs per generated token (0 = none)
     stop: tuple[str, ...] = ()  # stop strings; the stop text is not in `text`
     stop_token_ids: tuple[int, ...] = ()  # extra stop ids besides the tokenizer's eos
+    # Generate exactly max_new_tokens: no stop on eos, stop ids or stop strings (a decode-speed
+    # measurement at a fixed length; the answers are not meant to be read).
+    ignore_eos: bool = False
 
     def __post_init__(self):
         if self.max_new_tokens < 1:

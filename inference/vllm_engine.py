@@ -55,6 +55,12 @@ class VllmEngine:
     def _sampling_params(self, spec: SamplingSpec, seed: int):
         from vllm import SamplingParams
 
+        if spec.ignore_eos:  # vLLM's ignore_eos skips the eos only: stop ids and strings stop it
+            return SamplingParams(
+                n=spec.n, temperature=spec.temperature, top_p=spec.top_p, seed=seed,
+                max_tokens=spec.max_new_tokens, ignore_eos=True, stop=None, stop_token_ids=None,
+                logprobs=spec.logprobs or None, flat_logprobs=True, detokenize=False,
+                skip_special_tokens=True)
         return SamplingParams(
             n=spec.n, temperature=spec.temperature, top_p=spec.top_p, seed=seed,
             max_tokens=spec.max_new_tokens, stop=list(spec.stop) or None,
@@ -84,7 +90,7 @@ class VllmEngine:
 
     def _to_generation(self, completion, spec: SamplingSpec) -> Generation:
         token_ids = [int(t) for t in completion.token_ids]
-        text = completion.text if spec.stop else self.tokenizer.decode(
+        text = completion.text if spec.stop and not spec.ignore_eos else self.tokenizer.decode(
             token_ids, skip_special_tokens=True)
         gen = Generation(token_ids=token_ids, text=text,
                          finish_reason="length" if completion.finish_reason == "length" else "stop")

@@ -102,6 +102,21 @@ def test_stop_string_is_cut_from_text(hf_engine, prompts):
     assert gen.token_ids == free.token_ids[:len(gen.token_ids)]
 
 
+def test_ignore_eos_generates_exactly_max_new_tokens(hf_engine, prompts):
+    """A fixed-length decode (akd speed): stop ids, eos and stop strings all ignored."""
+    free = hf_engine.generate(prompts, SamplingSpec(max_new_tokens=6))
+    firsts = tuple({g.token_ids[0] for (g,) in free})  # every prompt's first token stops it
+    stop_text = tuple({g.text[:1] for (g,) in free if g.text})
+    stopping = dict(max_new_tokens=12, stop_token_ids=(*firsts, hf_engine.tokenizer.eos_token_id),
+                    stop=stop_text)
+    early = hf_engine.generate(prompts, SamplingSpec(**stopping))
+    assert all(len(g.token_ids) < 12 and g.finish_reason == "stop" for (g,) in early)
+    fixed = hf_engine.generate(prompts, SamplingSpec(**stopping, ignore_eos=True))
+    assert [len(g.token_ids) for (g,) in fixed] == [12] * len(prompts)
+    assert all(g.finish_reason == "length" for (g,) in fixed)
+    assert not any(t in stopping["stop_token_ids"] for (g,) in fixed for t in g.token_ids)
+
+
 def test_sampling_is_seeded_and_gives_n_samples(hf_engine, prompts):
     spec = SamplingSpec(max_new_tokens=8, temperature=1.0, n=3, seed=7, logprobs=2)
     a = hf_engine.generate(prompts[:2], spec)

@@ -91,6 +91,22 @@ def test_vllm_stops_like_hf(engines, prompts):
     assert v.text == h.text and stop not in v.text
 
 
+def test_vllm_ignore_eos_generates_exactly_max_new_tokens(engines, prompts):
+    """vLLM's own ignore_eos skips only the eos: the engine must drop stop ids and strings too."""
+    vllm, hf = engines
+    free = vllm.generate(prompts, SamplingSpec(max_new_tokens=6))
+    firsts = tuple({g.token_ids[0] for (g,) in free})
+    stop_text = tuple({g.text[:1] for (g,) in free if g.text})
+    stopping = dict(max_new_tokens=12, stop_token_ids=(*firsts, vllm.tokenizer.eos_token_id),
+                    stop=stop_text)
+    early = vllm.generate(prompts, SamplingSpec(**stopping))
+    assert all(len(g.token_ids) < 12 and g.finish_reason == "stop" for (g,) in early)
+    spec = SamplingSpec(**stopping, ignore_eos=True)
+    for out in (vllm.generate(prompts, spec), hf.generate(prompts, spec)):
+        assert [len(g.token_ids) for (g,) in out] == [12] * len(prompts)
+        assert all(g.finish_reason == "length" for (g,) in out)
+
+
 def test_vllm_refuses_overlong_prompt_before_generating(engines, prompts):
     vllm, _ = engines
     with pytest.raises(InferenceError, match="prompt 1 has 250 tokens"):
