@@ -15,6 +15,7 @@ from pipeline.experiment_command import experiment_group
 from pipeline.model_commands import models_command, prune_command
 from pipeline.onpolicy_command import onpolicy_group
 from pipeline.rollout_command import rollout_command
+from pipeline.speed_command import speed_command
 from pipeline.teacher_command import teacher_cache_command
 
 
@@ -30,6 +31,7 @@ main.add_command(rollout_command)
 main.add_command(distill_command)
 main.add_command(eval_command)
 main.add_command(report_command)
+main.add_command(speed_command)
 main.add_command(eval_export_command)
 main.add_command(data_group)
 main.add_command(prune_command)

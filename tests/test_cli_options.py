@@ -9,6 +9,7 @@ from pipeline.cli import main
 from stages.distill import DistillConfig
 from stages.evaluate import EvalConfig
 from stages.evaluate.export import SampleExportConfig
+from stages.evaluate.speed import SpeedConfig
 from stages.evaluate.verified import VerifiedAnswersConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
 from study.config import ExperimentConfig
@@ -18,6 +19,7 @@ COMMANDS = {
     ("teacher-cache",): (TeacherCacheConfig, {"models_dir"}, set()),
     ("rollout",): (RolloutConfig, {"models_dir"}, set()),
     ("eval",): (EvalConfig, {"models_dir"}, set()),
+    ("speed",): (SpeedConfig, {"models_dir"}, set()),
     # a sweep: --student/--loss repeat, and each pair gets its own run folder
     ("distill",): (DistillConfig, {"students", "losses", "models_dir", "runs_dir"},
                    {"student", "kind", "run_dir"}),
