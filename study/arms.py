@@ -4,7 +4,8 @@ Models are named by arm: teacher, student, akd (off-policy at the chosen lr),
 akd-onpolicy, ce, fkl, rkl, akd-mixed, akd-mbpp, sweep-<lr>, small (the width-pruned
 student before training) and small-<loss>. Each model's evaluations live in
 evals/<model>/<split>/ (test: HumanEval + MBPP test; train: MBPP tasks 601-974;
-selection: MBPP tasks outside the test split; mid: a smaller student half-way). Every
+selection: MBPP tasks outside the test split; mid: a smaller student half-way); the
+fixed-length decode speed of teacher, student and small in speed/<model>/. Every
 training command comes from one builder (`_distill`), with the schedule of its student
 size read from budget.json, so no two arms of one size can differ in steps, schedule or
 seed. The rollouts and the teacher's scoring of them come from study/onpolicy.py's
@@ -20,12 +21,13 @@ from stages.distill.checkpoint import CHECKPOINTS_DIR, MODEL_DIR
 from stages.distill.rundir import run_slug
 from stages.distill.trainer import FINAL_DIR
 from stages.evaluate.config import EvalConfig
+from stages.evaluate.speed import SpeedConfig
 from stages.teacher import TeacherCacheConfig
 from study import onpolicy
 from study.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
 from study.choices import (choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice)
 from study.config import PLAIN, ExperimentConfig, split_list
-from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole, whole_when_known
+from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole, speed_is_whole, whole_when_known
 
 TEST = ("humaneval", "mbpp")  # the test split's benchmarks
 FULL_ARMS = ("akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "akd-mbpp")
@@ -88,6 +90,7 @@ class Grid:
         steps += self._evals("teacher", c.teacher, ("test",), role="teacher")
         if split_list(c.small_losses):
             steps += self._small_steps()
+        steps += self._speed_steps()  # last: added after grid v2 started, so nothing finished moves
         return steps
 
     def _template_steps(self) -> list[Step]:
@@ -211,6 +214,29 @@ class Grid:
             steps += self._evals(model, str(run / FINAL_DIR), ("test", "train"), role="distilled",
                                  needs=(f"train-{model}",), size="small")
         return steps
+
+    def _speed_steps(self) -> list[Step]:
+        """Decode tokens/s at a fixed answer length (`akd speed`) of the teacher, the student and
+        the pruned student: an evaluation's tokens/s depends on how long each model's answers
+        are. The pruned student before training has the trained small students' architecture, so
+        its one measurement serves them all (as the original student's serves the full-size arms)."""
+        c = self.config
+        models = [("teacher", c.teacher, "teacher", "teacher", ()), ("student", c.student, "student", "full", ())]
+        if split_list(c.small_losses):
+            models.append(("small", str(self.small_dir), "student", "small", ("prune-small",)))
+        return [self._speed_step(*model) for model in models]
+
+    def _speed_step(self, model: str, path: str, role: str, size: str, needs: tuple[str, ...]) -> Step:
+        c, out = self.config, self.speed_dir(model)
+        config = SpeedConfig(model=path, out_dir=str(out), backend=c.backend)
+        return Step(f"speed-{model}", "speed", out, needs=needs,
+                    command=lambda: ["speed", *to_cli_args(config), "--models-dir", c.models_dir],
+                    verify=lambda: speed_is_whole(out, config.prompts, config.new_tokens),
+                    meta={"model": model, "role": role, "size": size, "prompts": config.prompts,
+                          "new_tokens": config.new_tokens})
+
+    def speed_dir(self, model: str) -> Path:
+        return self.root / "speed" / model
 
     # ---- builders ----
     def _full_arm(self, model: str, loss: str, caches, *, needs: tuple[str, ...], policy: str = "offpolicy",

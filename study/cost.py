@@ -15,6 +15,11 @@ results/experiment/v1-report.md, docs/design.md and the README), not a guess:
   cache, 3.3 s on the plain one, whose answers fill the budget), the pruned 552M 3.0 s; a
   held-out evaluation (64 examples) about 30 s; loading, checkpoints and final/ about 2 min.
 - width pruning: about 3.5 min (README).
+- fixed-length decode speed (`akd speed`, 64 prompts x 256 tokens, batched): engine start plus
+  the tokens at the evaluation's aggregate rate measured on the v2 grid: 0.5B 609 tokens/s
+  (its HumanEval + MBPP test answers, 184,259 tokens in 303 s), the 1.5B teacher 84 tokens/s
+  (MBPP selection, plain, 11,548 tokens in 138 s; few prompts, so a low bound on its batched
+  rate); the pruned 552M taken at the 0.5B rate (not measured before it runs).
 Before the cache exists a micro-batch is taken to hold 2.2 sequences (v1: about 2.3).
 """
 from __future__ import annotations
@@ -31,6 +36,7 @@ EVAL_S_PER_TASK = {"teacher": 1.6, "full": 0.75, "small": 0.95}
 TRAIN_S_PER_MICRO_BATCH = {"full": 3.3, "small": 3.0}
 HELDOUT_EVAL_S, TRAIN_OVERHEAD_S = 30.0, 120.0
 PRUNE_S = 210.0
+SPEED_TOK_S = {"teacher": 84.0, "full": 609.0, "small": 609.0}
 SEQUENCES_PER_MICRO_BATCH = 2.2
 HELD_OUT_SHARE = 0.05
 TASKS = {("humaneval", "test"): 164, ("mbpp", "test"): 500, ("mbpp", "train"): 374,
@@ -71,6 +77,8 @@ def _seconds(config: ExperimentConfig, step, budget: Budget) -> float:
         return TRAIN_OVERHEAD_S + micro * TRAIN_S_PER_MICRO_BATCH[size] + evals * HELDOUT_EVAL_S
     if step.kind == "prune":
         return PRUNE_S
+    if step.kind == "speed":
+        return ENGINE_S + _speed_tokens(step) / SPEED_TOK_S[_engine(step)]
     return 5.0  # choices, the budget, the verified answers: seconds
 
 
@@ -90,7 +98,14 @@ def _basis(config: ExperimentConfig, step, budget: Budget) -> str:
         return f"{config.n_examples} examples x {CACHE_S_PER_EXAMPLE} s + engine"
     if step.kind == "rollout":
         return f"{config.n_examples} answers x {ROLLOUT_TOKENS} tokens at {STUDENT_TOK_S:g} tok/s"
+    if step.kind == "speed":
+        return (f"engine + {step.meta['prompts']} x {step.meta['new_tokens']} tokens at "
+                f"{SPEED_TOK_S[_engine(step)]:g} tok/s (the evaluation's measured rate)")
     return "measured" if step.kind == "prune" else "in-process"
+
+
+def _speed_tokens(step) -> int:
+    return step.meta["prompts"] * step.meta["new_tokens"]
 
 
 def _schedule(step, budget: Budget):

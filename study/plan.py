@@ -7,7 +7,8 @@ off-policy cache, the budget, a short lr sweep for AKD (chosen on held-out FKL a
 selection split), the original student, AKD off-policy, AKD on-policy (student rollouts of
 the same prompts scored by the teacher), then CE, KD and RKD, AKD on mixed on- and
 off-policy data, AKD with the teacher's verified MBPP-train answers added, the teacher's
-scores, and last the smaller (width-pruned) student with KD, RKD and AKD. Every command is a
+scores, the smaller (width-pruned) student with KD, RKD and AKD, and last the decode speed of
+teacher, student and smaller student at a fixed answer length (`akd speed`). Every command is a
 normal `akd` call run in its own process (study/runner.py), so the teacher's engine never
 shares memory with a student being trained. Names and folders: study/arms.py.
 """

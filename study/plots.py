@@ -23,26 +23,42 @@ def plot_pass_at_1(table: list[dict], path: Path) -> Path | None:
 
 
 def plot_speed(rows: list[dict], path: Path) -> Path:
-    """Parameters, pass@1 (HumanEval + MBPP test) and generated tokens/s, one bar group a model."""
+    """Parameters, pass@1 (HumanEval + MBPP test) and tokens/s, one bar group a model; the speed
+    panel has the fixed-length decode tokens/s (solid) and the evaluation's (hatched, confounded
+    by answer length) side by side."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     names = [r["model"] for r in rows]
     x = np.arange(len(rows))
+    colors = ["#555555" if n == "teacher" else "#4f81bd" for n in names]
     for ax, key, title, scale in ((axes[0], "parameters", "parameters (M)", 1e-6),
-                                  (axes[1], "pass@1", "pass@1, HumanEval + MBPP test (%)", 100),
-                                  (axes[2], "tokens_per_s", "generated tokens/s (vLLM, eval)", 1)):
-        values = [float("nan") if r.get(key) is None else r[key] * scale for r in rows]
-        ax.bar(x, values, 0.6, color=["#555555" if n == "teacher" else "#4f81bd" for n in names])
-        for xi, v in zip(x, values):
-            if v == v:
-                ax.annotate(f"{v:.0f}" if key != "pass@1" else f"{v:.1f}", (xi, v), ha="center", va="bottom",
-                            fontsize=8)
+                                  (axes[1], "pass@1", "pass@1, HumanEval + MBPP test (%)", 100)):
+        _bars(ax, x, _values(rows, key, scale), 0.6, colors, "{:.0f}" if key != "pass@1" else "{:.1f}")
         ax.set_title(title)
+    speed = axes[2]
+    fixed = _values(rows, "fixed_tokens_per_s", 1)
+    _bars(speed, x - 0.2, fixed, 0.38, colors, "{:.0f}", label="fixed length (akd speed)")
+    _bars(speed, x + 0.2, _values(rows, "eval_tokens_per_s", 1), 0.38, colors, "{:.0f}", hatch="//", alpha=0.45,
+          label="evaluation (confounded by answer length)")
+    speed.set_title("tokens/s" + ("" if any(v == v for v in fixed) else " (fixed length not measured yet)"))
+    speed.legend(fontsize=7)
+    for ax in axes:
         ax.set_xticks(x, names, rotation=20, ha="right")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _values(rows: list[dict], key: str, scale: float) -> list[float]:
+    return [float("nan") if r.get(key) is None else r[key] * scale for r in rows]
+
+
+def _bars(ax, x, values, width, colors, fmt, **style) -> None:
+    ax.bar(x, values, width, color=colors, **style)
+    for xi, v in zip(x, values):
+        if v == v:
+            ax.annotate(fmt.format(v), (xi, v), ha="center", va="bottom", fontsize=8)
 
 
 def plot_recovery(rows: list[dict], path: Path) -> Path:

@@ -30,6 +30,7 @@ def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
     states = {s.name: step_state(config.root, s) for s in steps}
     done_evals = [s for s in steps if s.kind in ("eval", "select") and states[s.name] == "done"]
     models = scored_models(done_evals)
+    attach_speed(models, steps)
     full_arms = [a for a in FULL_ARMS if a in {s.meta.get("model") for s in steps}]
     small_arms = ["small", *(f"small-{loss}" for loss in split_list(config.small_losses))]
     budget_known = grid.budget_file.exists()
@@ -93,6 +94,25 @@ def scored_models(evals) -> dict[str, Scored]:
     return models
 
 
+def attach_speed(models: dict[str, Scored], steps) -> dict[str, dict]:
+    """Each measured model's fixed-length decode tokens/s (speed/<model>/speed.json, where
+    whole) onto its Scored; a trained smaller student takes the pruned student's figure (same
+    architecture and dtype: one measurement serves all small runs). Returns the records read."""
+    from stages.evaluate.speed import read_speed
+
+    measured = {s.meta["model"]: read_speed(s.output) for s in steps if s.kind == "speed" and s.verify()}
+    for model, scored in models.items():
+        source = "small" if model.startswith("small-") else model
+        if source in measured:
+            record = measured[source]
+            scored.fixed_tokens_per_s = record["tokens_per_s"]
+            scored.fixed_length = f"{record['prompts']} prompts x {record['new_tokens']} tokens"
+            scored.speed_from = source
+            if scored.parameters is None:
+                scored.parameters = record.get("parameters")
+    return measured
+
+
 def accuracy_rows(models: dict[str, Scored]) -> list[dict]:
     from study.headline import accuracy_loss
 
@@ -144,15 +164,21 @@ def significance(models: dict[str, Scored], full_arms: list[str], small_arms: li
 
 
 def speed_rows(models: dict[str, Scored], small_arms: list[str]) -> list[dict]:
-    """Teacher, student, the smaller student before training and its best trained arm."""
+    """Teacher, student, the smaller student before training and its best trained arm: the
+    fixed-length decode tokens/s where `akd speed` has run, the evaluation's beside it."""
     trained = [a for a in small_arms if a != "small" and a in models and "humaneval" in models[a].passes]
     best_small = max(trained, key=lambda a: _test_rate(models[a])) if trained else None
     rows = []
     for model in ("teacher", "student", "small", best_small):
         if model and model in models and "humaneval" in models[model].passes:
             scored = models[model]
-            rows.append({"model": model, "parameters": scored.parameters, "tokens_per_s": scored.tokens_per_s,
-                         "pass@1": _test_rate(scored)})
+            fixed = scored.fixed_tokens_per_s
+            rows.append({"model": model, "parameters": scored.parameters, "pass@1": _test_rate(scored),
+                         # the figure compared: fixed-length where measured, else the evaluation's
+                         "tokens_per_s": fixed if fixed else scored.tokens_per_s,
+                         "speed_basis": "fixed-length" if fixed else "evaluation",
+                         "fixed_tokens_per_s": fixed, "fixed_length": scored.fixed_length,
+                         "speed_from": scored.speed_from, "eval_tokens_per_s": scored.tokens_per_s})
     return rows
 
 

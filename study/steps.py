@@ -15,7 +15,7 @@ from study.config import ExperimentError
 @dataclass
 class Step:
     name: str
-    kind: str  # select | choose | cache | budget | rollout | data | prune | train | eval
+    kind: str  # select | choose | cache | budget | rollout | data | prune | train | eval | speed
     output: Path
     needs: tuple[str, ...] = ()
     command: Callable[[], list[str]] | None = None  # `akd` arguments, built when the step runs
@@ -54,6 +54,16 @@ def eval_is_whole(out: Path, benchmarks: list[str], split: str) -> bool:
         return False
     summary = json.loads(path.read_text())
     return summary.get("split") == split and all(b in summary.get("benchmarks", {}) for b in benchmarks)
+
+
+def speed_is_whole(out: Path, prompts: int, new_tokens: int) -> bool:
+    """speed.json is there, for this many prompts and new tokens, every token generated."""
+    path = out / "speed.json"
+    if not path.exists():
+        return False
+    record = json.loads(path.read_text())
+    return (record.get("prompts"), record.get("new_tokens"), record.get("generated_tokens")) == (
+        prompts, new_tokens, prompts * new_tokens)
 
 
 def whole_when_known(check: Callable[[], bool]) -> Callable[[], bool]:

@@ -74,6 +74,9 @@ def test_the_most_telling_comparison_comes_first_and_every_need_comes_before(tmp
     for model in ("student", "akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "small", "small-akd"):
         assert {f"eval-{model}-test", f"eval-{model}-train"} <= set(names), model
     assert "eval-akd-mbpp-test" in names and "eval-akd-mbpp-train" not in names
+    # the fixed-length speed steps come last (added after grid v2 started: nothing finished moves)
+    assert names[-3:] == ["speed-teacher", "speed-student", "speed-small"]
+    assert needs["speed-small"] == {"prune-small"} and not needs["speed-teacher"] | needs["speed-student"]
     # fixed bases need no evaluation
     fixed = {s.name: s.needs for s in build_plan(ExperimentConfig(out_dir=str(tmp_path), mbpp_base="offpolicy"))}
     assert fixed["choose-mbpp-base"] == () and "score-rollouts" not in fixed["train-akd-mbpp"]
@@ -139,6 +142,33 @@ def test_every_arm_of_one_size_gets_the_same_examples_steps_schedule_and_seed(tm
               for s in steps if s.kind in ("eval", "select")}
     assert all(splits[n] == "selection" for n in splits if n.startswith("select-") or n.endswith("-selection"))
     assert splits["eval-teacher-train"] == "train" and splits["eval-akd-train"] == "train"
+
+
+def test_the_speed_steps_measure_teacher_student_and_pruned_student_at_a_fixed_length(tmp_path):
+    from study.cost import estimate
+
+    config = ExperimentConfig(out_dir=str(tmp_path), backend="hf")
+    steps = {s.name: s for s in build_plan(config)}
+    small = str(tmp_path / "models" / "qwen2.5-coder-0.5b-instruct-mlp75")
+    for model, path in (("teacher", config.teacher), ("student", config.student), ("small", small)):
+        step = steps[f"speed-{model}"]
+        assert step.kind == "speed" and step.output == tmp_path / "speed" / model
+        assert step.command() == ["speed", "--model", path, "--out", str(tmp_path / "speed" / model),
+                                  "--backend", "hf", "--models-dir", "models"]
+        assert not step.verify()
+        (step.output).mkdir(parents=True)
+        (step.output / "speed.json").write_text(json.dumps({"prompts": 64, "new_tokens": 256,
+                                                            "generated_tokens": 64 * 256 - 1}))
+        assert not step.verify()  # a short count is not a fixed-length figure
+        (step.output / "speed.json").write_text(json.dumps({"prompts": 64, "new_tokens": 256,
+                                                            "generated_tokens": 64 * 256}))
+        assert step.verify()
+    rows = {r["step"]: r for r in estimate(config, list(steps.values()))}
+    assert rows["speed-teacher"]["basis"] == "engine + 64 x 256 tokens at 84 tok/s (the evaluation's measured rate)"
+    assert rows["speed-teacher"]["minutes"] == round((60 + 64 * 256 / 84) / 60, 1)
+    assert rows["speed-small"]["minutes"] == rows["speed-student"]["minutes"] == round((60 + 64 * 256 / 609) / 60, 1)
+    no_small = [s.name for s in build_plan(ExperimentConfig(out_dir=str(tmp_path), small_losses=""))]
+    assert no_small[-2:] == ["speed-teacher", "speed-student"] and "speed-small" not in no_small
 
 
 def test_the_budget_is_one_pass_of_batches_of_at_least_16_sequences(tmp_path):
@@ -342,4 +372,12 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
     assert first.count("- **") == 5 and ("Partial report" in markdown) != MIXING
     assert all((results / f).stat().st_size > 1000 for f in
                ("pass_at_1.png", "training_curves.png", "size_speed.png", "recovery.png"))
+    speed = {r["model"]: r for r in report["speed"]}  # `akd speed`'s fixed-length figure, not the eval's
+    assert {"teacher", "student", "small", "small-akd"} <= set(speed)
+    for model in ("teacher", "student", "small"):
+        record = json.loads((out / "speed" / model / "speed.json").read_text())
+        assert record["generated_tokens"] == 64 * 256 and record["backend"] == "hf"
+        assert speed[model]["speed_basis"] == "fixed-length" and speed[model]["tokens_per_s"] == record["tokens_per_s"]
+    assert speed["small-akd"]["speed_from"] == "small"
+    assert "at a fixed length, 64 prompts x 256 tokens" in report["answers"][4]["answer"]
     assert json.loads((out / "models" / "student-mlp75" / "akd-prune.json").read_text())["method"] == "width"
