@@ -35,27 +35,58 @@ def run_command(only, **options):
         raise SystemExit(1)
 
 
+_out_dir = click.option("--out-dir", default=ExperimentConfig.out_dir, show_default=True)
+_keep_dir = click.option("--keep-dir", default=ExperimentConfig.keep_dir, show_default=True,
+                         help="What earlier machines kept of the grid, copied into --out-dir first where "
+                              "missing (empty: nothing).")
+
+
+def _load(out_dir: str, keep_dir: str) -> ExperimentConfig:
+    from study.runner import restore_grid
+
+    if keep_dir:
+        restore_grid(Path(keep_dir), Path(out_dir))
+    return load_config(out_dir)
+
+
 @experiment_group.command("status")
-@click.option("--out-dir", default=ExperimentConfig.out_dir, show_default=True)
-def status_command(out_dir):
+@_out_dir
+@_keep_dir
+def status_command(out_dir, keep_dir):
     """Which steps are done, running, failed or pending."""
     from study.plan import build_plan
 
     with user_errors():
-        config = load_config(out_dir)
+        config = _load(out_dir, keep_dir)
         echo_step_table(config.root, build_plan(config))
 
 
 @experiment_group.command("report")
-@click.option("--out-dir", default=ExperimentConfig.out_dir, show_default=True)
+@_out_dir
+@_keep_dir
 @click.option("--results", "results_dir", default="results/experiment", show_default=True)
-def report_command(out_dir, results_dir):
+def report_command(out_dir, keep_dir, results_dir):
     """Tables, paired tests and plots from the steps done so far."""
     from study.report import build_experiment_report
 
     with user_errors():
-        build_experiment_report(load_config(out_dir), Path(results_dir))
+        build_experiment_report(_load(out_dir, keep_dir), Path(results_dir))
     click.echo(f"report in {Path(results_dir) / 'report.md'}")
+
+
+@experiment_group.command("keep")
+@_out_dir
+def keep_command(out_dir):
+    """Copy every finished step's small outputs to the grid's keep folder (the runner does it as
+    each step finishes; this serves a grid begun before that, or one still running)."""
+    from study.runner import keep_grid
+
+    with user_errors():
+        config = load_config(out_dir)
+        if not config.keep_dir:
+            raise click.UsageError(f"{out_dir}: the grid's keep_dir is empty: nowhere to keep it")
+        copied = keep_grid(config)
+    click.echo(f"{copied} files kept in {config.keep_dir}")
 
 
 

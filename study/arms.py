@@ -27,7 +27,8 @@ from study import onpolicy
 from study.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
 from study.choices import (choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice)
 from study.config import PLAIN, ExperimentConfig, split_list
-from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole, speed_is_whole, whole_when_known
+from study.steps import (Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole,
+                         whole_when_known)
 
 TEST = ("humaneval", "mbpp")  # the test split's benchmarks
 FULL_ARMS = ("akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "akd-mbpp")
@@ -164,7 +165,7 @@ class Grid:
                           command=lambda: ["data", "verified-answers", str(self.eval_dir("teacher", "train")),
                                            "--out", str(self.mbpp_data)],
                           verify=lambda: meta_file.exists() and json.loads(meta_file.read_text())["kept"] > 0,
-                          meta={"meta_file": str(meta_file)}))
+                          meta={"meta_file": str(meta_file)}, keeps=(self.mbpp_data, meta_file)))
         steps.append(self._cache_step("cache-mbpp-train", self.mbpp_cache, str(self.mbpp_data),
                                       needs=("verify-mbpp-answers", "choose-template"), limit=None,
                                       max_new_tokens=c.eval_max_new_tokens, responses_from="output"))
@@ -196,7 +197,8 @@ class Grid:
         steps = [Step("prune-small", "prune", self.small_dir,
                       command=lambda: ["prune", c.student, small, "--method", "width", "--mlp-keep",
                                        str(c.small_mlp_keep), "--models-dir", c.models_dir],
-                      verify=lambda: (self.small_dir / PROVENANCE).exists())]
+                      verify=lambda: (self.small_dir / PROVENANCE).exists(),
+                      keeps=(), kept=lambda: True)]  # weights only: pruned again where they are gone
         steps += self._evals("small", small, ("test", "train"), role="student", needs=("prune-small",), size="small")
         midpoint = split_list(c.small_midpoint_eval)
         for loss in split_list(c.small_losses):
@@ -266,6 +268,7 @@ class Grid:
 
         return Step(f"train-{model}", "train", run, needs=needs, command=command,
                     verify=whole_when_known(lambda: run_is_whole(run, budget().steps)),
+                    kept=whole_when_known(lambda: run_is_kept(run, budget().steps)),
                     meta={"model": model, "loss": loss, "run_dir": str(run), **meta},
                     disposable=() if keep_checkpoints else (run / CHECKPOINTS_DIR,))
 

@@ -16,7 +16,7 @@ from stages.evaluate.config import EvalConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
 
 CONFIG_FILE = "experiment.json"
-UNCOMPARED = ("trust_model_code",)  # may differ between runs of one grid: no output depends on it
+UNCOMPARED = ("trust_model_code", "keep_dir")  # may differ between runs of one grid: no output depends on them
 PLAIN = "plain"
 MBPP_BASES = ("auto", "offpolicy", "onpolicy")
 
@@ -28,6 +28,9 @@ class ExperimentError(ValueError):
 @dataclass(frozen=True)
 class ExperimentConfig:
     out_dir: str = setting("experiments/v2", "Where every step writes (one folder per experiment).")
+    keep_dir: str = setting("results/experiment/grid", "Where each finished step's small outputs are "
+                                                       "copied (commit it: a fresh clone resumes the grid "
+                                                       "from it); empty: nowhere.")
     teacher: str = "qwen2.5-coder-1.5b-instruct"
     student: str = "qwen2.5-coder-0.5b-instruct"
     models_dir: str = "models"

@@ -7,6 +7,10 @@ anything else runs again, and the stages underneath resume (teacher-cache from i
 rollout from its shards, distill from its checkpoint, eval from saved answers). One runner
 at a time holds the root's lock; its children die with it, so a killed run leaves no
 half-trained student writing behind the next one's back.
+
+With a keep folder (the grid's, study/keep.py) a finished step's small outputs are copied
+there, and a new machine copies them back first: a step whose weights went with the old
+machine stays done, and is run again only when a step still to run needs its output.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common.files import atomic_write_json
-from study.config import ExperimentConfig, ExperimentError, save_or_check_config
+from study.config import CONFIG_FILE, ExperimentConfig, ExperimentError, save_or_check_config
+from study.keep import KeepError, keep, restore
 from study.plan import build_plan
 from study.steps import Step
 
@@ -34,51 +39,108 @@ _PR_SET_PDEATHSIG = 1
 
 
 def run_grid(config: ExperimentConfig, *, only: str | None = None, echo=print) -> dict[str, str]:
-    """The experiment grid: its settings recorded (or checked), then its steps run."""
+    """The experiment grid: what an earlier machine kept copied back, its settings recorded (or
+    checked against the kept ones), then its steps run."""
+    keep_dir = Path(config.keep_dir) if config.keep_dir else None
+    if keep_dir is not None and (restored := restore_grid(keep_dir, config.root)):
+        _log(config.root, echo, f"restored {restored} kept files from {keep_dir}")
     save_or_check_config(config)
-    return run_steps(config.root, build_plan(config), only=only, echo=echo)
+    if keep_dir is not None:
+        keep(config.root, keep_dir, [config.root / CONFIG_FILE])
+    return run_steps(config.root, build_plan(config), only=only, echo=echo, keep_dir=keep_dir)
+
+
+def restore_grid(keep_dir: Path, root: Path) -> int:
+    """Copy back what earlier machines kept of the grid at `root` (study/keep.py), only where the
+    grid is not here yet (a fresh clone): a grid folder in use is the truth, and an output
+    deleted from it on purpose must not come back. Its settings file is copied last, so a
+    restore cut short is finished by the next. Returns how many files were copied."""
+    if not Path(keep_dir).is_dir() or (Path(root) / CONFIG_FILE).exists():
+        return 0
+    try:
+        with _grid_lock(Path(root)):
+            return restore(keep_dir, root, last=CONFIG_FILE)
+    except ExperimentError:  # a runner works there
+        return 0
+
+
+def keep_grid(config: ExperimentConfig) -> int:
+    """Keep every finished step of a grid (one run before keeping began, or one still running);
+    returns how many files were copied."""
+    keep_dir = Path(config.keep_dir)
+    copied = keep(config.root, keep_dir, [config.root / CONFIG_FILE])
+    for step in build_plan(config):
+        if step_state(config.root, step) == "done":
+            copied += keep(config.root, keep_dir, _kept_paths(config.root, step))
+    return copied
+
+
+def _kept_paths(root: Path, step: Step) -> list[Path]:
+    """A finished step's small outputs, its record and its log (the report counts attempts there)."""
+    return [*step.kept_paths, root / "steps" / f"{step.name}.json", root / "logs" / f"{step.name}.log"]
 
 
 def run_steps(root: Path, steps: list[Step], *, only: str | None = None, echo=print,
               log_name: str = LOG_FILE, command: str = "akd experiment run",
-              show_output: bool = False) -> dict[str, str]:
-    """Run every step not yet done (or only those whose name contains `only`); returns
-    each step's final state. A failed step blocks the steps that need it, not the rest.
-    `log_name`: the run's log under root; `command`: how the lock's error names the runner;
-    `show_output`: children's output (progress bars) also goes to our stdout."""
-    journal = _Journal(Path(root), log_name, echo, show_output)
+              show_output: bool = False, keep_dir: Path | None = None) -> dict[str, str]:
+    """Run every step not yet done (or only those whose name contains `only`), and every done
+    step whose output is gone that one of them needs; returns each step's final state. A failed
+    step blocks the steps that need it, not the rest. `log_name`: the run's log under root;
+    `command`: how the lock's error names the runner; `show_output`: children's output
+    (progress bars) also goes to our stdout; `keep_dir`: where each finished step is kept."""
+    journal = _Journal(Path(root), log_name, echo, show_output, keep_dir)
     states: dict[str, str] = {}
     with _grid_lock(journal.root, command, log_name):
+        to_run = _steps_to_run(journal.root, steps, only)
         for step in steps:
-            if only and only not in step.name:
+            if step.name not in to_run:
                 states[step.name] = step_state(journal.root, step)
                 continue
             blocked = [n for n in step.needs if states.get(n) != "done"]
-            if step_state(journal.root, step) == "done":
-                states[step.name] = "done"
-            elif blocked:
+            if blocked:
                 states[step.name] = "blocked"
                 journal.log(f"blocked {step.name}: needs {', '.join(blocked)}")
             else:
-                states[step.name] = _run_step(journal, step)
+                states[step.name] = _run_step(journal, step, rebuild=to_run[step.name])
     return states
+
+
+def _steps_to_run(root: Path, steps: list[Step], only: str | None) -> dict[str, str]:
+    """name -> why, for every step to run: not done (and chosen by `only`), or done with its
+    output gone (weights left on an earlier machine) and needed by a step to run."""
+    to_run: dict[str, str] = {}
+    for step in reversed(steps):  # a step's needs come before it
+        state, whole = _state(root, step)
+        if state != "done":
+            if not only or only in step.name:
+                to_run[step.name] = ""
+        elif not whole and (needers := [s.name for s in steps if s.name in to_run and step.name in s.needs]):
+            to_run[step.name] = f"{', '.join(needers)} need its output, which is gone"
+    return to_run
 
 
 def step_state(root: Path, step: Step) -> str:
     """done | running | failed | pending, from the step's record and its output."""
+    return _state(root, step)[0]
+
+
+def _state(root: Path, step: Step) -> tuple[str, bool]:
+    """The step's state, and whether its output is whole (a done step's may be only kept)."""
     record = read_record(root, step.name)
     if record is None:
-        return "pending"
+        return "pending", False
     if record.get("status") == "running":
-        return "running" if _grid_is_running(root) else "pending"
+        return ("running" if _grid_is_running(root) else "pending"), False
     if record.get("status") != "done":
-        return "failed"
+        return "failed", False
     try:
         if step.command is not None and record.get("command") != _akd_args(step):
-            return "pending"  # the command changed (e.g. another template was chosen)
+            return "pending", False  # the command changed (e.g. another template was chosen)
     except ExperimentError:
-        return "pending"  # its command depends on a step that is not done
-    return "done" if step.verify() else "pending"
+        return "pending", False  # its command depends on a step that is not done
+    if step.verify():
+        return "done", True
+    return ("done" if step.kept is not None and step.kept() else "pending"), False
 
 
 def read_record(root: Path, name: str) -> dict | None:
@@ -89,15 +151,28 @@ def read_record(root: Path, name: str) -> dict | None:
 class _Journal:
     """Where a run writes: its root, its log file, the echo of each log line."""
 
-    def __init__(self, root: Path, log_name: str, echo, show_output: bool):
+    def __init__(self, root: Path, log_name: str, echo, show_output: bool, keep_dir: Path | None = None):
         self.root, self.log_name, self.echo, self.show_output = root, log_name, echo, show_output
+        self.keep_dir = keep_dir
 
     def log(self, message: str) -> None:
         _log(self.root, self.echo, message, self.log_name)
 
+    def keep(self, step: Step) -> None:
+        """The finished step's record and small outputs into the keep folder."""
+        if self.keep_dir is None:
+            return
+        try:
+            keep(self.root, self.keep_dir, _kept_paths(self.root, step))
+        except KeepError as exc:
+            self.log(f"{step.name}: {exc}")
 
-def _run_step(journal: _Journal, step: Step) -> str:
+
+def _run_step(journal: _Journal, step: Step, rebuild: str = "") -> str:
     root = journal.root
+    if rebuild:  # a done step whose output is gone: what is left of it goes, then it runs again
+        journal.log(f"rebuild {step.name}: {rebuild}")
+        _remove(step.output)
     args = _akd_args(step) if step.command else None
     record = {"name": step.name, "kind": step.kind, "output": str(step.output), "command": args,
               "status": "running", "started": _now(), "pid": os.getpid()}
@@ -121,10 +196,19 @@ def _run_step(journal: _Journal, step: Step) -> str:
     record.update(status="done" if ok else "failed", returncode=code, finished=_now(),
                   wall_s=round(time.perf_counter() - started, 1), peak_rss_gib=peak)
     _write_record(root, record)
+    if ok:
+        journal.keep(step)
     how = f"{record['wall_s']:.0f} s" + (f", peak {peak:.1f} GiB" if peak else "")
     journal.log(f"{'done' if ok else 'FAILED'} {step.name} ({how})"
                 + ("" if ok else f"; see {root / 'logs' / (step.name + '.log')}"))
     return "done" if ok else "failed"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _run_command(args: list[str], log_path: Path, show: bool = False) -> tuple[int, float]:

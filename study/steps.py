@@ -24,6 +24,15 @@ class Step:
     meta: dict = field(default_factory=dict)  # what the report needs to place the result
     # what may go once the output verifies; a 0.5B run's resume checkpoint is ~8 GiB
     disposable: tuple[Path, ...] = ()
+    # what study/keep.py copies to git when the step is done (None: its output, weights left out)
+    keeps: tuple[Path, ...] | None = None
+    # a finished step whose output is partly gone (weights) but whose kept part is whole: it
+    # stays done, and runs again only for a step that needs its output (None: never)
+    kept: Callable[[], bool] | None = None
+
+    @property
+    def kept_paths(self) -> tuple[Path, ...]:
+        return (self.output,) if self.keeps is None else self.keeps
 
 
 
@@ -45,6 +54,16 @@ def run_is_whole(run_dir: Path, steps: int) -> bool:
 
     summary = run_dir / SUMMARY_FILE
     return ((run_dir / FINAL_DIR / CONFIG_NAME).exists() and summary.exists()
+            and json.loads(summary.read_text()).get("steps") == steps)
+
+
+def run_is_kept(run_dir: Path, steps: int) -> bool:
+    """A finished run's record without its weights (study/keep.py): summary and metrics."""
+    from stages.distill.metrics import METRICS_FILE
+    from stages.distill.trainer import SUMMARY_FILE
+
+    summary = run_dir / SUMMARY_FILE
+    return ((run_dir / METRICS_FILE).exists() and summary.exists()
             and json.loads(summary.read_text()).get("steps") == steps)
 
 

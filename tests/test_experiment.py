@@ -3,6 +3,7 @@ size computed from the cache, the template / lr / MBPP-base choices, the resumab
 tiny end-to-end grid killed in the middle and resumed."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,7 +264,8 @@ def test_settings_are_checked_and_a_changed_grid_is_refused(tmp_path):
 
 
 def test_a_failed_step_blocks_only_what_needs_it_and_reruns_next_time(tmp_path, monkeypatch):
-    config = ExperimentConfig(out_dir=str(tmp_path), templates="plain,enhanced")
+    root = tmp_path / "grid"
+    config = ExperimentConfig(out_dir=str(root), templates="plain,enhanced", keep_dir=str(tmp_path / "kept"))
 
     def fake_run(args, log_path):  # the runner's process launcher, not a stage
         return (1 if "selection/enhanced" in " ".join(args) else 0), 0.1
@@ -273,10 +275,10 @@ def test_a_failed_step_blocks_only_what_needs_it_and_reruns_next_time(tmp_path, 
     assert states["select-enhanced"] == "failed" and states["choose-template"] == "pending"
     states = run_grid(config, only="choose", echo=lambda line: None)
     assert states["choose-template"] == "blocked" and states["choose-lr"] == "blocked"
-    log = (tmp_path / "experiment.log").read_text()
+    log = (root / "experiment.log").read_text()
     assert "blocked choose-template: needs select-plain, select-enhanced" in log
     step = next(s for s in build_plan(config) if s.name == "select-enhanced")
-    assert step_state(tmp_path, step) == "failed"
+    assert step_state(root, step) == "failed"
 
 
 def _give_the_teacher_passing_mbpp_train_answers(folder: Path) -> None:
@@ -309,7 +311,7 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
             # MBPP prompts with their asserts run to several hundred tiny-tokenizer tokens: 1,024
             # lets the MBPP-train arm's verified answers into training
             "--max-seq-len 1024 --eval-fraction 0.5 --no-bf16 --threads 1 --final-dtype float32 --no-plots",
-            "--eval-limit", "4", "--eval-max-new-tokens", "16", "--backend", "hf"]
+            "--eval-limit", "4", "--eval-max-new-tokens", "16", "--backend", "hf", "--keep-dir", str(tmp_path / "kept")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     subprocess.run(args + ["--only", "eval-teacher-train"], cwd=REPO, env=env, check=True, capture_output=True)
     _give_the_teacher_passing_mbpp_train_answers(out / "evals" / "teacher" / "train")
@@ -381,3 +383,16 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
     assert speed["small-akd"]["speed_from"] == "small"
     assert "at a fixed length, 64 prompts x 256 tokens" in report["answers"][4]["answer"]
     assert json.loads((out / "models" / "student-mlp75" / "akd-prune.json").read_text())["method"] == "width"
+
+    # a fresh clone holds only the keep folder: nothing finished runs again, the report is the same
+    shutil.rmtree(out)
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert again.returncode == (0 if MIXING else 1), again.stdout[-2000:]
+    restored = {p.stem: json.loads(p.read_text()) for p in (out / "steps").glob("*.json")}
+    assert {n: r["started"] for n, r in restored.items() if n not in expected_failed} == {
+        n: r["started"] for n, r in after.items() if n not in expected_failed}
+    assert not list((out / "runs").glob("*/*/final")), "weights were kept or a run was trained again"
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "experiment", "report", "--out-dir", str(out),
+                    "--results", str(results)], cwd=REPO, env=env, check=True, capture_output=True)
+    again_report = json.loads((results / "report.json").read_text())
+    assert again_report["table"] == report["table"] and again_report["answers"] == report["answers"]
