@@ -30,6 +30,7 @@ class Scored:
     fixed_tokens_per_s: float | None = None
     fixed_length: str | None = None  # e.g. "64 prompts x 256 tokens"
     speed_from: str | None = None  # the model measured (a trained small student: the pruned one)
+    speed_machine: str | None = None  # where `akd speed` measured it (speeds compare on one machine only)
 
 
 def first_lines(models: dict[str, Scored], full_arms: list[str], small_arms: list[str]) -> list[dict]:

@@ -14,6 +14,7 @@ from study.cost import estimate, expected_budget
 from study.headline import Scored, first_lines
 from study.plan import build_plan
 from study.results import heldout_curve, heldout_fidelity, load_metrics, load_passes, load_summary, recorded_run_settings, run_summary
+from common.machine import describe as describe_machine
 from study.runner import read_record, step_state
 from study.stats import compare_pooled
 from study.tables import markdown_report
@@ -108,6 +109,7 @@ def attach_speed(models: dict[str, Scored], steps) -> dict[str, dict]:
             scored.fixed_tokens_per_s = record["tokens_per_s"]
             scored.fixed_length = f"{record['prompts']} prompts x {record['new_tokens']} tokens"
             scored.speed_from = source
+            scored.speed_machine = describe_machine(record["machine"]) if record.get("machine") else None
             if scored.parameters is None:
                 scored.parameters = record.get("parameters")
     return measured
@@ -178,7 +180,8 @@ def speed_rows(models: dict[str, Scored], small_arms: list[str]) -> list[dict]:
                          "tokens_per_s": fixed if fixed else scored.tokens_per_s,
                          "speed_basis": "fixed-length" if fixed else "evaluation",
                          "fixed_tokens_per_s": fixed, "fixed_length": scored.fixed_length,
-                         "speed_from": scored.speed_from, "eval_tokens_per_s": scored.tokens_per_s})
+                         "speed_from": scored.speed_from, "speed_machine": scored.speed_machine,
+                         "eval_tokens_per_s": scored.tokens_per_s})
     return rows
 
 
@@ -281,7 +284,8 @@ def _costs(root: Path, steps) -> list[dict]:
         if not record or record.get("status") != "done":
             continue
         row = {"step": step.name, "kind": step.kind, "wall_s": record.get("wall_s"),
-               "peak_rss_gib": record.get("peak_rss_gib"), "attempts": _attempts(root, step.name)}
+               "peak_rss_gib": record.get("peak_rss_gib"), "attempts": _attempts(root, step.name),
+               "machine": describe_machine(record["machine"]) if record.get("machine") else None}
         if step.kind == "train" and (summary := run_summary(step.output)):
             row.update(train_time_s=round(summary["train_time_s"], 1),
                        trainer_peak_gib=round(summary["peak_memory_gib"], 2),

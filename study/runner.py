@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common.files import atomic_write_json
+from common.machine import bf16_is_native, machine_facts
+from common.machine import describe as describe_machine
 from study.config import CONFIG_FILE, ExperimentConfig, ExperimentError, save_or_check_config
 from study.keep import KeepError, keep, restore
 from study.plan import build_plan
@@ -47,6 +49,10 @@ def run_grid(config: ExperimentConfig, *, only: str | None = None, echo=print) -
     save_or_check_config(config)
     if keep_dir is not None:
         keep(config.root, keep_dir, [config.root / CONFIG_FILE])
+    if not bf16_is_native(facts := machine_facts()):
+        _log(config.root, echo, f"warning: this CPU, {describe_machine(facts)}, has neither AVX-512 BF16 nor AMX: "
+                                "bf16 evaluation and training run emulated, several times slower than "
+                                "`akd experiment estimate` says")
     return run_steps(config.root, build_plan(config), only=only, echo=echo, keep_dir=keep_dir)
 
 
@@ -175,7 +181,7 @@ def _run_step(journal: _Journal, step: Step, rebuild: str = "") -> str:
         _remove(step.output)
     args = _akd_args(step) if step.command else None
     record = {"name": step.name, "kind": step.kind, "output": str(step.output), "command": args,
-              "status": "running", "started": _now(), "pid": os.getpid()}
+              "status": "running", "started": _now(), "pid": os.getpid(), "machine": machine_facts()}
     _write_record(root, record)
     journal.log(f"start {step.name}" + (f": akd {' '.join(args)}" if args else ""))
     started = time.perf_counter()

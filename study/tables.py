@@ -143,6 +143,12 @@ def _speed(rows: list[dict], plots: dict) -> list[str]:
     lengths = sorted({r["fixed_length"] for r in rows if r.get("fixed_length")})
     if lengths:
         lines += ["", f"Fixed length: {', '.join(lengths)}."]
+    machines = sorted({r["speed_machine"] for r in rows if r.get("fixed_tokens_per_s") and r.get("speed_machine")})
+    if len(machines) == 1:
+        lines += ["", f"Measured on {machines[0]}."]
+    elif machines:
+        lines += ["", f"**Measured on {len(machines)} different machines ({'; '.join(machines)}): these "
+                      "fixed-length speeds do not compare; rerun the speed steps on one machine.**"]
     if any(r.get("speed_basis") == "evaluation" for r in rows):
         lines += ["", "Where the fixed-length measurement has not run yet, the headline and the plot fall back "
                       "to the evaluation's tokens/s (labelled)."]
@@ -226,7 +232,8 @@ def _costs(rows: list[dict]) -> list[str]:
     lines = ["## What each step cost", "",
              "Wall time of the whole command; peak memory = RSS summed over its process tree, "
              "sampled each second (training: the trainer's own peak in brackets).", "",
-             "| step | wall | peak memory | notes |", "|---|---|---|---|"]
+             "| step | wall | peak memory | machine | notes |", "|---|---|---|---|---|"]
+    machines = list(dict.fromkeys(r["machine"] for r in rows if r.get("machine")))  # first seen first
     for row in rows:
         notes = ""
         if "train_time_s" in row:
@@ -239,9 +246,14 @@ def _costs(rows: list[dict]) -> list[str]:
         peak = f"{row['peak_rss_gib']:.1f} GiB" if row.get("peak_rss_gib") else "-"
         if "trainer_peak_gib" in row:
             peak += f" ({row['trainer_peak_gib']:.1f})"
-        lines.append(f"| {row['step']} | {_duration(row['wall_s'])} | {peak} | {notes} |")
+        machine = f"M{machines.index(row['machine']) + 1}" if row.get("machine") else "-"
+        lines.append(f"| {row['step']} | {_duration(row['wall_s'])} | {peak} | {machine} | {notes} |")
     total = sum(r["wall_s"] or 0 for r in rows)
-    return lines + ["", f"Total wall time of the steps done: {total / 3600:.1f} h.", ""]
+    lines += ["", f"Total wall time of the steps done: {total / 3600:.1f} h."]
+    if machines:
+        lines += ["", "Machines (a grid outlives its machine; bf16 is emulated where neither AVX-512 BF16 nor "
+                      "AMX is listed):", "", *[f"- M{i}: {m}" for i, m in enumerate(machines, 1)]]
+    return lines + [""]
 
 
 def _commands(commands: list[dict], software: dict, samples: dict | None) -> list[str]:

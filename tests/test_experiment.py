@@ -369,9 +369,11 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
     assert not list((out / "runs").glob("*/*/checkpoints")), "a finished run kept its resume checkpoint"
     attempts = {row["step"]: row["attempts"] for row in report["costs"]}
     assert attempts["eval-akd-onpolicy-test"] == 2 and attempts["eval-student-test"] == 1
+    assert all(row["machine"] for row in report["costs"])  # every step says which machine ran it
     markdown = (results / "report.md").read_text()
     first = markdown.split("\n## ")[0]
     assert first.count("- **") == 5 and ("Partial report" in markdown) != MIXING
+    assert "| machine | notes |" in markdown and "\n- M1: " in markdown
     assert all((results / f).stat().st_size > 1000 for f in
                ("pass_at_1.png", "training_curves.png", "size_speed.png", "recovery.png"))
     speed = {r["model"]: r for r in report["speed"]}  # `akd speed`'s fixed-length figure, not the eval's

@@ -126,10 +126,13 @@ def test_pooled_tests_cover_every_benchmark_a_pair_shares(tmp_path):
     assert rows[("akd-mbpp", "akd")]["tests"]["pooled"]["n_tasks"] == 10
 
 
-def _speed_json(folder: Path, tokens_per_s: float, prompts=64, new_tokens=256, parameters=None):
+EPYC = {"cpu": "AMD EPYC", "cores": 2, "isa": ["avx2"], "memory_gib": 23.5}
+
+
+def _speed_json(folder: Path, tokens_per_s: float, prompts=64, new_tokens=256, parameters=None, machine=EPYC):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "speed.json").write_text(json.dumps({
-        "kind": "akd-speed", "prompts": prompts, "new_tokens": new_tokens,
+        "kind": "akd-speed", "prompts": prompts, "new_tokens": new_tokens, "machine": machine,
         "generated_tokens": prompts * new_tokens, "tokens_per_s": tokens_per_s, "parameters": parameters}))
 
 
@@ -161,4 +164,10 @@ def test_the_speed_up_is_the_fixed_length_figure_where_akd_speed_has_run(tmp_pat
     assert "| small-akd | 552M | 30.0% | 345 (small's) | 1.15x | 470 | 0.77x |" in markdown
     assert "| student | 630M | 39.2% | 300 | 1.00x | 609 | 1.00x |" in markdown
     assert "Fixed length: 64 prompts x 256 tokens." in markdown and "fall back" not in markdown
+    assert "Measured on AMD EPYC (2 cores; avx2)." in markdown
+    _speed_json(grid.speed_dir("small"), 345.0, parameters=552_000_000, machine={**EPYC, "cpu": "Intel Xeon"})
+    attach_speed(models, steps)
+    report["speed"] = speed_rows(models, SMALL)
+    assert "**Measured on 2 different machines (AMD EPYC (2 cores; avx2); Intel Xeon (2 cores; avx2)): these " \
+        "fixed-length speeds do not compare" in markdown_report(report, {})
     assert plot_speed(list(rows.values()), tmp_path / "size_speed.png").stat().st_size > 1000

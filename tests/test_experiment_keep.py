@@ -72,6 +72,7 @@ def test_a_fresh_machine_resumes_from_the_keep_folder_and_retrains_only_for_a_st
     first = tmp_path / "machine-1"
     states = run_steps(first, _train_and_eval(first, calls), keep_dir=kept, echo=lambda line: None)
     assert states == {"train-akd": "done", "eval-akd-test": "done"} and calls == ["train", "eval"]
+    assert json.loads((kept / "steps" / "train-akd.json").read_text())["machine"]["cores"] >= 1
     assert sorted(f.relative_to(kept).as_posix() for f in kept_files(kept)) == [
         "evals/akd/summary.json", "runs/akd/summary.json", "steps/eval-akd-test.json", "steps/train-akd.json"]
     # (action steps write no log; a command step's log is kept beside its record)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.files import atomic_write_json
+from common.machine import machine_facts
 from common.settings import setting
 from inference import BACKENDS, SamplingSpec
 from stages.evaluate.datasets import load_tasks
@@ -97,6 +98,7 @@ def measure_speed(config: SpeedConfig, *, engine=None) -> dict:
                    "env": {k: v for k, v in sorted(os.environ.items())
                            if k.startswith("VLLM_CPU_") or k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}},
         "software": _software(),
+        "machine": machine_facts(),  # tokens/s compare only between records of one machine
     }
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
