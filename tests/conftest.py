@@ -30,3 +30,19 @@ def tiny_student(tiny_models):
 def data_dir():
     """The data akd ships (data/): HumanEval, MBPP, CodeAlpaca-2k."""
     return DATA_DIR
+
+
+def _listing(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+@pytest.fixture(autouse=True)
+def _the_committed_grid_is_left_alone():
+    """The grid's keep folder (ExperimentConfig.keep_dir, relative to the repository) is committed:
+    a test that forgot --keep-dir would write into it."""
+    from study.config import ExperimentConfig
+
+    kept = REPO_ROOT / ExperimentConfig.keep_dir
+    before = _listing(kept)
+    yield
+    assert _listing(kept) == before, f"a test wrote into {kept}: give it keep_dir under tmp_path"
