@@ -55,19 +55,16 @@ class VllmEngine:
     def _sampling_params(self, spec: SamplingSpec, seed: int):
         from vllm import SamplingParams
 
-        if spec.ignore_eos:  # vLLM's ignore_eos skips the eos only: stop ids and strings stop it
-            return SamplingParams(
-                n=spec.n, temperature=spec.temperature, top_p=spec.top_p, seed=seed,
-                max_tokens=spec.max_new_tokens, ignore_eos=True, stop=None, stop_token_ids=None,
-                logprobs=spec.logprobs or None, flat_logprobs=True, detokenize=False,
-                skip_special_tokens=True)
+        # vLLM's ignore_eos skips the eos only: stop ids and strings would still stop it
+        stops = not spec.ignore_eos
         return SamplingParams(
             n=spec.n, temperature=spec.temperature, top_p=spec.top_p, seed=seed,
-            max_tokens=spec.max_new_tokens, stop=list(spec.stop) or None,
-            stop_token_ids=eos_token_ids(self.tokenizer, self._eos_ids, spec.stop_token_ids),
+            max_tokens=spec.max_new_tokens, ignore_eos=spec.ignore_eos,
+            stop=(list(spec.stop) or None) if stops else None,
+            stop_token_ids=eos_token_ids(self.tokenizer, self._eos_ids, spec.stop_token_ids) if stops else None,
             logprobs=spec.logprobs or None, flat_logprobs=True,
             # Detokenising costs time per token; only stop strings need it.
-            detokenize=bool(spec.stop), skip_special_tokens=True)
+            detokenize=bool(spec.stop) and stops, skip_special_tokens=True)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
                  seeds: list[int] | None = None,
