@@ -1,7 +1,9 @@
 """The report's first lines: the five questions issue 13 asks, answered from the data alone.
 
 Every answer comes from paired tests over the tasks two models share (study.stats:
-per benchmark and pooled; McNemar's exact p decides, the bootstrap gives the interval).
+per benchmark and pooled; McNemar's exact p decides, the bootstrap gives the interval). A
+question that asks about several comparisons at once ("does any arm beat the student?")
+decides on Holm-adjusted p over them, and says so where an arm is significant only alone.
 Where the answer is no, it says no; where the grid has not scored what a question needs,
 the question is marked open and names what it waits for.
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from study.stats import compare_pooled
+from study.stats import compare_pooled, holm
 
 ALPHA = 0.05
 TEST = ("humaneval", "mbpp")  # the accuracy-loss benchmarks (docs/design.md)
@@ -78,6 +80,21 @@ def _significant(test: dict) -> bool:
     return test["mcnemar_p_value"] < ALPHA
 
 
+def _family(size: int, what: str) -> str:
+    return f"Holm-adjusted over the {size} {what}"
+
+
+def _adjusted(p: float, family: str) -> str:
+    """An adjusted p worth printing: a family of one is its own p."""
+    return f"; {family}: p={p:.2g}" if not family.startswith("Holm-adjusted over the 1 ") else ""
+
+
+def _not_significant(test: dict, adjusted: float, family: str) -> str:
+    if _significant(test):
+        return f" (significant alone, but {family} p={adjusted:.2g})"
+    return f" ({power_text(test)})"
+
+
 def _open(question: str, missing: list[str]) -> dict:
     return {"question": question, "open": True,
             "answer": f"Open: waits for {', '.join(missing)} to be scored."}
@@ -90,16 +107,24 @@ def _beats_original(models, full_arms) -> dict:
         return _open(question, ([] if "student" in models else ["the original student"])
                      + ([] if scored else ["a distilled student"]))
     tests = {arm: pooled(models, arm, "student")["pooled"] for arm in scored}
-    wins = [arm for arm in scored if tests[arm]["diff"] > 0 and _significant(tests[arm])]
-    losses = [arm for arm in scored if tests[arm]["diff"] < 0 and _significant(tests[arm])]
+    adjusted = holm({arm: tests[arm]["mcnemar_p_value"] for arm in scored})
+    family = _family(len(scored), "arms scored")
+    wins = [arm for arm in scored if tests[arm]["diff"] > 0 and adjusted[arm] < ALPHA]
+    alone = [arm for arm in scored if tests[arm]["diff"] > 0 and _significant(tests[arm]) and arm not in wins]
+    losses = [arm for arm in scored if tests[arm]["diff"] < 0 and adjusted[arm] < ALPHA]
     if wins:
-        answer = "**Yes.** " + "; ".join(f"{name(a)} beats it by {diff_text(tests[a])}" for a in wins) + "."
+        answer = "**Yes.** " + "; ".join(f"{name(a)} beats it by {diff_text(tests[a])}{_adjusted(adjusted[a], family)}"
+                                         for a in wins) + "."
+    elif alone:
+        answer = (f"**Not after correcting for {len(scored)} comparisons.** " + "; ".join(
+            f"{name(a)} beats it by {diff_text(tests[a])}, but {family} p={adjusted[a]:.2g}" for a in alone) + ".")
     else:
         best = max(scored, key=lambda a: tests[a]["diff"])
         answer = (f"**No.** No distilled student differs significantly upwards; the closest is {name(best)}: "
                   f"{diff_text(tests[best])} ({power_text(tests[best])}).")
     if losses:
-        answer += " Significantly worse: " + "; ".join(f"{name(a)} ({diff_text(tests[a])})" for a in losses) + "."
+        answer += " Significantly worse: " + "; ".join(f"{name(a)} ({diff_text(tests[a])}"
+                                                       f"{_adjusted(adjusted[a], family)})" for a in losses) + "."
     pending = [a for a in full_arms if a not in models]
     if pending:
         answer += f" Not yet scored: {', '.join(name(a) for a in pending)}."
@@ -128,10 +153,13 @@ def _akd_vs_kd(models) -> dict:
     if "akd" not in models or not others:
         return _open(question, [name(m) for m in ("akd", "fkl", "rkl") if m not in models])
     tests = {m: pooled(models, "akd", m)["pooled"] for m in others}
-    wins = [m for m in others if tests[m]["diff"] > 0 and _significant(tests[m])]
+    adjusted = holm({m: tests[m]["mcnemar_p_value"] for m in others})
+    family = _family(len(others), "losses")
+    wins = [m for m in others if tests[m]["diff"] > 0 and adjusted[m] < ALPHA]
     verdict = ("**Yes.**" if len(wins) == 2 else "**Partly.**" if wins else "**No.**")
     answer = f"{verdict} " + "; ".join(
-        f"AKD minus {name(m)}: {diff_text(tests[m])}" + ("" if m in wins else f" ({power_text(tests[m])})")
+        f"AKD minus {name(m)}: {diff_text(tests[m])}" + (_adjusted(adjusted[m], family) if m in wins else
+                                                         _not_significant(tests[m], adjusted[m], family))
         for m in others) + "."
     if len(others) < 2:
         answer += f" {name(({'fkl', 'rkl'} - set(others)).pop())} is not scored yet."

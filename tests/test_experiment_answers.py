@@ -45,6 +45,7 @@ def test_a_significant_win_is_a_yes_with_its_interval_and_the_gap_it_closed():
     assert [a["open"] for a in answers] == [False] * 5
     beats, onpolicy, akd_vs, gap, smaller = (a["answer"] for a in answers)
     assert beats.startswith("**Yes.** AKD (off-policy) beats it by +") and "1,038 tasks" in beats
+    assert "Holm-adjusted over the 4 arms scored: p=" in beats  # the family: every full-size arm scored
     assert "AKD on-policy beats it" in beats and "KD (FKL)" not in beats.split("Not yet")[0]
     assert "Not yet scored: CE, AKD on+off-policy, AKD + MBPP-train answers." in beats
     assert onpolicy.startswith("AKD on-policy minus AKD off-policy: +0.0 pts") and "not a significant change" in onpolicy
@@ -171,3 +172,21 @@ def test_the_speed_up_is_the_fixed_length_figure_where_akd_speed_has_run(tmp_pat
     assert "**Measured on 2 different machines (AMD EPYC (2 cores; avx2); Intel Xeon (2 cores; avx2)): these " \
         "fixed-length speeds do not compare" in markdown_report(report, {})
     assert plot_speed(list(rows.values()), tmp_path / "size_speed.png").stat().st_size > 1000
+
+
+def test_an_arm_significant_only_alone_is_not_a_yes_after_holm():
+    """Seven arms each tested at 0.05 against the student would find a "winner" by chance about
+    3 times in 10: the "any" question decides on Holm-adjusted p and says what the raw p was."""
+    student = _model({"all": 0.40})
+    others = {arm: _model({"all": 0.40}, shift=2) for arm in ("ce", "fkl", "rkl")}  # as good, other tasks
+    # AKD solves 1% more tasks and never fewer: p ~ 0.004 alone, ~ 0.016 as one of four
+    beats = _answers({"student": student, "akd": _model({"all": 0.41}), **others})["Does any"]["answer"]
+    assert beats.startswith("**Yes.** AKD (off-policy) beats it by +0.9 pts")
+    assert "p=0.0039" in beats and "Holm-adjusted over the 4 arms scored: p=0.016" in beats
+    # 0.6% more: p = 0.031 alone, 0.12 as one of four arms
+    beats = _answers({"student": student, "akd": _model({"all": 0.4067}), **others})["Does any"]["answer"]
+    assert beats.startswith("**Not after correcting for 4 comparisons.** AKD (off-policy) beats it by +0.6 pts")
+    assert "p=0.031" in beats and "but Holm-adjusted over the 4 arms scored p=0.12" in beats
+    # alone, the same AKD is a yes
+    alone = _answers({"student": student, "akd": _model({"all": 0.4067})})["Does any"]["answer"]
+    assert alone.startswith("**Yes.**") and "Holm" not in alone

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from study.stats import (binomial_two_sided_p, compare, compare_pooled, detectable_difference, mcnemar,
+from study.stats import (binomial_two_sided_p, compare, compare_pooled, detectable_difference, holm, mcnemar,
                          paired_bootstrap)
 
 
@@ -168,3 +168,10 @@ def test_detectable_difference_edges():
     assert compare(*discordant(10, 2))["detectable_diff"] == detectable_difference(20, 12)
     with pytest.raises(ValueError, match="discordant"):
         detectable_difference(10, 11)
+
+
+def test_holm_steps_down_and_stays_monotone():
+    adjusted = holm({"a": 0.01, "b": 0.04, "c": 0.03})
+    # sorted 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, then 0.04 x 1 = 0.04 is raised to 0.06 (monotone)
+    assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert holm({"only": 0.2}) == {"only": 0.2} and holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
