@@ -30,6 +30,11 @@ from tail_cache import FIXTURE_V1, IDENTITY, K, VOCAB, student_logits, tail_exam
 
 # (loss, sum of squared logit gradients) of LossConfig(kind, ce_weight=0.1) on the fixture's one
 # batch, by commit 38392e0 (before format 2)
+# Recorded by the code that wrote format 1 (float32 loss, float64 sum of squared gradients). The
+# bits depend on the CPU's vector width (AVX-512 and AVX2 sum in other orders: the gradient's
+# last 7 significant digits differ), so they are compared to float32 precision: a change in
+# what the loss computes moves them by far more.
+V1_TOLERANCE = 1e-6
 V1_LOSSES = {
     "fkl": ("0x1.f976780000000p+2", "0x1.3050a85929296p-5"),
     "rkl": ("0x1.4e06a20000000p+3", "0x1.0babc76c5c8e2p-7"),
@@ -91,8 +96,8 @@ def test_v1_fixture_reads_verifies_and_trains_as_before():
                                                 batch["target_ids"], LossConfig(kind=kind, ce_weight=0.1),
                                                 tail_logprob=batch["tail_logprob"])
         loss.backward()
-        assert loss.item().hex() == loss_hex
-        assert z.grad.double().square().sum().item().hex() == grad_hex
+        assert loss.item() == pytest.approx(float.fromhex(loss_hex), rel=V1_TOLERANCE), kind
+        assert z.grad.double().square().sum().item() == pytest.approx(float.fromhex(grad_hex), rel=V1_TOLERANCE), kind
 
 
 def test_writer_flag_writes_what_version_1_wrote(tmp_path):
