@@ -31,6 +31,16 @@ def bf16_is_native(facts: dict) -> bool:
     return any(flag in facts.get("isa", []) for flag in BF16_FLAGS)
 
 
+def cpu_dtype(requested: str, facts: dict | None = None) -> str:
+    """The dtype a CPU engine or trainer should compute in: `auto` is float32 where bf16 is
+    emulated (3-6x faster there: an AVX2-only EPYC ran the 0.5B student's forward in 38 s in
+    float32 against 129 s in bf16), else left to the model (bf16 for the Qwen2.5-Coder
+    folders). Anything else is the user's explicit choice and is kept."""
+    if requested != "auto":
+        return requested
+    return "auto" if bf16_is_native(machine_facts() if facts is None else facts) else "float32"
+
+
 def describe(facts: dict) -> str:
     isa = ", ".join(facts.get("isa") or []) or "no AVX2"
     return f"{facts.get('cpu')} ({facts.get('cores')} cores; {isa})"

@@ -5,10 +5,10 @@ from vLLM or transformers with the same results. Prompt templates (inference/pro
 are applied here too. Imports neither stages nor pipeline.
 """
 from .chat import render_prompt
-from .engines import BACKENDS, load_engine
+from .engines import BACKENDS, compute_dtype, load_engine
 from .spec import Engine, Generation, InferenceError, SamplingSpec, Scores
 from .templates import PromptTemplate, TemplateError, get_template, load_templates
 
-__all__ = ["BACKENDS", "Engine", "Generation", "InferenceError", "PromptTemplate",
+__all__ = ["BACKENDS", "Engine", "compute_dtype", "Generation", "InferenceError", "PromptTemplate",
            "SamplingSpec", "Scores", "TemplateError", "get_template", "load_engine", "load_templates",
            "render_prompt"]

@@ -1,9 +1,31 @@
 """Pick and build an engine by name."""
 from __future__ import annotations
 
+import functools
+
+from common.machine import cpu_dtype
+
 from .spec import Engine, InferenceError
 
 BACKENDS = ("vllm", "hf")
+
+
+def compute_dtype(backend: str, dtype: str) -> str:
+    """The dtype `load_engine` asks the engine for, which a cache or an evaluation records:
+    `auto` on a CPU that emulates bf16 becomes float32 (common.machine.cpu_dtype); on a
+    GPU, and for an explicit dtype, the request stands. The hf backend runs on the CPU."""
+    if backend == "vllm" and not _vllm_runs_on_cpu():
+        return dtype
+    return cpu_dtype(dtype)
+
+
+@functools.cache
+def _vllm_runs_on_cpu() -> bool:
+    try:
+        from .cpu_env import is_cpu_platform
+        return is_cpu_platform()
+    except ImportError:  # no vLLM: load_engine will say so; the CPU answer is the safe one
+        return True
 
 
 def load_engine(model: str, *, backend: str = "vllm", max_model_len: int = 4096,
@@ -15,7 +37,9 @@ def load_engine(model: str, *, backend: str = "vllm", max_model_len: int = 4096,
 
     vLLM: `seed` seeds the engine, `gpu_memory_utilization` defaults to 0.3 on a CPU and
     0.85 on a GPU. HF: `batch_size` prompts per generate call; tensor parallelism is vLLM's.
+    `dtype`: as compute_dtype resolves it.
     """
+    dtype = compute_dtype(backend, dtype)
     if backend == "vllm":
         from .vllm_engine import VllmEngine
 

@@ -51,8 +51,8 @@ def run_grid(config: ExperimentConfig, *, only: str | None = None, echo=print) -
         keep(config.root, keep_dir, [config.root / CONFIG_FILE])
     if not bf16_is_native(facts := machine_facts()):
         _log(config.root, echo, f"warning: this CPU, {describe_machine(facts)}, has neither AVX-512 BF16 nor AMX: "
-                                "bf16 evaluation and training run emulated, several times slower than "
-                                "`akd experiment estimate` says")
+                                "evaluation and training run in float32 (bf16 would be emulated), several "
+                                "times slower than `akd experiment estimate` says")
     return run_steps(config.root, build_plan(config), only=only, echo=echo, keep_dir=keep_dir)
 
 

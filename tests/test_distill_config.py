@@ -40,7 +40,7 @@ def parse(args: list[str], monkeypatch) -> DistillConfig:
 
 
 def record_of(config: DistillConfig) -> dict:
-    return run_record(config, open_mix(config.caches, config.cache_weights), "sha256:random", 384, 1)
+    return run_record(config, open_mix(config.caches, config.cache_weights), "sha256:random", 384, 1, "float32")
 
 
 def test_every_distill_setting_is_declared_once_with_help():
@@ -104,6 +104,7 @@ def flat_run(tmp_path: Path, cache: str) -> Path:
 def flat_equivalent(run: Path, cache: str, **changes) -> DistillConfig:
     """Today's config for the command that made the flat run."""
     options = dict(caches=[cache], run_dir=str(run), student="some/student", max_steps=2, max_batch_tokens=128,
+                   precision="bf16",  # the flat run had bf16: true
                    max_seq_len=128)
     return DistillConfig.from_options({**options, **changes})
 
@@ -146,3 +147,33 @@ def test_bad_options_are_one_line_errors_naming_the_option(caches):
         with pytest.raises(DistillConfigError, match=message) as caught:
             DistillConfig.from_options({"caches": caches, **options})
         assert "\n" not in str(caught.value)
+
+
+def test_a_run_from_before_precision_resumes_under_the_precision_it_trained_in(caches, tmp_path):
+    config = DistillConfig.from_options({"caches": caches, "run_dir": str(tmp_path / "run"), "precision": "bf16"})
+    record = record_of(config)
+    options = {k: v for k, v in record["options"].items() if k != "precision"}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / CONFIG_FILE).write_text(json.dumps({**record, "options": {**options, "bf16": True}}))
+    (tmp_path / "run" / "checkpoints" / "step-0000001").mkdir(parents=True)  # something to resume
+    from stages.distill.rundir import read_run_record
+    assert read_run_record(tmp_path / "run" / CONFIG_FILE)["options"]["precision"] == "bf16"
+    as_float32 = DistillConfig.from_options({"caches": caches, "run_dir": str(tmp_path / "run"),
+                                             "precision": "float32"})
+    with pytest.raises(DistillConfigError, match="precision: the run in place has 'bf16', this command has 'float32'"):
+        prepare_run_dir(as_float32, record_of(as_float32), ENV)
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
+    import torch
+    from stages.distill import trainer
+
+    config = DistillConfig.from_options({"caches": ["c"]})
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(trainer, "cpu_dtype", lambda requested: "float32")  # bf16 emulated
+    assert trainer.matmul_precision(config, cpu) == "float32"
+    monkeypatch.setattr(trainer, "cpu_dtype", lambda requested: requested)  # AVX-512 BF16 or AMX
+    assert trainer.matmul_precision(config, cpu) == "bf16"
+    forced = DistillConfig.from_options({"caches": ["c"], "precision": "bf16"})
+    monkeypatch.setattr(trainer, "cpu_dtype", lambda requested: "float32")
+    assert trainer.matmul_precision(forced, cpu) == "bf16"

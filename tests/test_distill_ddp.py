@@ -52,7 +52,7 @@ def runs(tiny_student, tmp_path_factory):
     cache = random_cache(root / "cache", examples=40, rows_per_shard=10, vocab=len(tokenizer),
                          fingerprint=tokenizer_fingerprint(tokenizer), response_len=(3, 20))
     base = dict(caches=[str(cache)], student=str(tiny_student), max_steps=6, lr=3e-3, warmup_steps=1,
-                bf16=False, deterministic=True, threads=1, shuffle_buffer=1, sort_pool=1, max_batch_examples=1,
+                precision="float32", deterministic=True, threads=1, shuffle_buffer=1, sort_pool=1, max_batch_examples=1,
                 eval_fraction=0.2, eval_every=3, checkpoint_every=3, keep_checkpoints=2, progress=False,
                 plots=False, final_dtype="float32")
     launch({**base, "run_dir": str(root / "single"), "num_workers": 4, "grad_accum": 4}, root, 1)

@@ -125,7 +125,7 @@ def mixed_run(tiny_student, tmp_path_factory):
     onpolicy = random_cache(root / "onpolicy", examples=20, k=6, seed=1, prefix="onpolicy", **common)
     config = DistillConfig.from_options(dict(
         caches=[str(onpolicy), str(teacher)], cache_weights=[1.0, 1.0], student=str(tiny_student),
-        run_dir=str(root / "run"), max_steps=3, lr=1e-3, warmup_steps=0, bf16=False, progress=False, plots=True,
+        run_dir=str(root / "run"), max_steps=3, lr=1e-3, warmup_steps=0, precision="float32", progress=False, plots=True,
         max_batch_tokens=96, max_seq_len=96, max_batch_examples=4, eval_fraction=0.3, eval_every=3,
         threads=1, final_dtype="float32"))
     return config, train(config)

@@ -75,7 +75,7 @@ def test_a_run_killed_twice_ends_with_the_weights_of_an_uninterrupted_run(tiny_s
                              fingerprint=fingerprint, response_len=(2, 20), prefix="other")
         caches, weights = [str(cache), str(other)], [1.0, 2.0]
     base = dict(caches=caches, cache_weights=weights, student=str(tiny_student), max_steps=14, lr=2e-3,
-                warmup_steps=3, grad_accum=2, bf16=True, deterministic=True, threads=1, num_workers=1,
+                warmup_steps=3, grad_accum=2, precision="bf16", deterministic=True, threads=1, num_workers=1,
                 max_batch_tokens=96, max_seq_len=96, max_batch_examples=3, shuffle_buffer=6, sort_pool=4,
                 eval_fraction=0.2, eval_every=3, checkpoint_every=1, keep_checkpoints=2, progress=False,
                 plots=False, final_dtype="float32")

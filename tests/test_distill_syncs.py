@@ -40,7 +40,7 @@ def sync_cache(tiny_student, tmp_path_factory):
 
 def options(cache, student, run_dir) -> dict:
     return dict(caches=[str(cache)], student=str(student), run_dir=str(run_dir), max_steps=6, log_every=3,
-                grad_accum=2, lr=1e-3, warmup_steps=1, bf16=False, threads=1, num_workers=0, max_batch_tokens=96,
+                grad_accum=2, lr=1e-3, warmup_steps=1, precision="float32", threads=1, num_workers=0, max_batch_tokens=96,
                 max_seq_len=96, max_batch_examples=3, eval_fraction=0.2, eval_every=100, checkpoint_every=100,
                 progress=False, plots=False, final_dtype="float32")
 

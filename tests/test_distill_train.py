@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def tiny_config(cache, student, run_dir, **overrides) -> DistillConfig:
     options = dict(caches=[str(cache)], student=str(student), run_dir=str(run_dir), max_steps=2, lr=1e-3,
-                   warmup_steps=0, bf16=False, progress=False, plots=False, num_workers=0, max_batch_tokens=128,
+                   warmup_steps=0, precision="float32", progress=False, plots=False, num_workers=0, max_batch_tokens=128,
                    max_seq_len=128, max_batch_examples=4, eval_fraction=0.25, threads=1, final_dtype="float32")
     options.update(overrides)
     return DistillConfig.from_options(options)
@@ -101,8 +101,8 @@ def test_rerunning_a_finished_run_resumes_and_a_changed_option_is_refused(topk_c
 
 
 def test_bf16_autocast_and_gradient_checkpointing_train(topk_cache, tiny_student, tmp_path):
-    plain = train(tiny_config(topk_cache, tiny_student, tmp_path / "a", bf16=True))
-    checkpointed = train(tiny_config(topk_cache, tiny_student, tmp_path / "b", bf16=True,
+    plain = train(tiny_config(topk_cache, tiny_student, tmp_path / "a", precision="bf16"))
+    checkpointed = train(tiny_config(topk_cache, tiny_student, tmp_path / "b", precision="bf16",
                                      gradient_checkpointing=True))
     losses = [[r["loss"] for r in s["metrics"] if r["split"] == "train"] for s in (plain, checkpointed)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -4,6 +4,8 @@ import json
 import os
 
 import pytest
+
+from common.machine import cpu_dtype
 import torch
 from safetensors.torch import save_file
 
@@ -34,7 +36,7 @@ def test_summary_records_parameters_tokens_and_speed(tiny_teacher, data_dir, tmp
         assert figures["generated_tokens"] == tokens > 0
         assert figures["generation_s"] > 0
         assert figures["tokens_per_s"] == pytest.approx(tokens / figures["generation_s"], rel=0.05)
-        assert (figures["backend"], figures["dtype"], figures["max_model_len"]) == ("hf", "auto", 1024)
+        assert (figures["backend"], figures["dtype"], figures["max_model_len"]) == ("hf", cpu_dtype("auto"), 1024)
         saved = json.loads((out / name / "generation.json").read_text())
         assert {k: saved[k] for k in figures} == figures
         bench_summary = json.loads((out / name / "summary.json").read_text())

@@ -310,7 +310,7 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
             "--small-losses", "akd", "--distill-options",
             # MBPP prompts with their asserts run to several hundred tiny-tokenizer tokens: 1,024
             # lets the MBPP-train arm's verified answers into training
-            "--max-seq-len 1024 --eval-fraction 0.5 --no-bf16 --threads 1 --final-dtype float32 --no-plots",
+            "--max-seq-len 1024 --eval-fraction 0.5 --precision float32 --threads 1 --final-dtype float32 --no-plots",
             "--eval-limit", "4", "--eval-max-new-tokens", "16", "--backend", "hf", "--keep-dir", str(tmp_path / "kept")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     subprocess.run(args + ["--only", "eval-teacher-train"], cwd=REPO, env=env, check=True, capture_output=True)

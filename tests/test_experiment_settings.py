@@ -28,7 +28,7 @@ def _record_run(step, manifest, **options):
                                       reader=SimpleNamespace(manifest=manifest)),),
                    weighted=False, k=manifest.k)
     step.output.mkdir(parents=True)
-    (step.output / CONFIG_FILE).write_text(json.dumps(run_record(config, mix, "sha256:x", 10, 1), default=str))
+    (step.output / CONFIG_FILE).write_text(json.dumps(run_record(config, mix, "sha256:x", 10, 1, "float32"), default=str))
 
 
 def _choose(root, template: str, lr: float, steps: int):

@@ -229,7 +229,7 @@ def test_a_round_trains_on_its_cache_mixed_with_an_offpolicy_cache(tiny_models, 
     teacher, student = tiny_models
     config = OnPolicyConfig(out_dir=str(tmp_path), student=str(student), steps=2, onpolicy_fraction=0.5,
                             offpolicy_cache=str(teacher_cache(teacher, tmp_path / "off", examples=8, k=8)),
-                            distill_options="--max-batch-tokens 128 --max-seq-len 128 --no-bf16 "
+                            distill_options="--max-batch-tokens 128 --max-seq-len 128 --precision float32 "
                                             "--warmup-steps 0 --threads 1 --no-plots --no-progress")
     round_ = rounds_of(config)[0]
     teacher_cache(teacher, round_.cache, examples=8, k=8, teacher_name="on-policy")
@@ -254,7 +254,7 @@ def test_two_tiny_rounds_killed_in_round_two_resume_from_round_ones_student(tiny
             "--teacher", str(teacher), "--student", str(student), "--dataset", str(data),
             "--rounds", "2", "--prompts", "8", "--n", "2", "--temperature", "1.0", "--k", "8",
             "--max-new-tokens", "8", "--steps", "2", "--lr", "1e-3", "--backend", "hf", "--distill-options",
-            "--max-batch-tokens 128 --max-seq-len 128 --eval-fraction 0.5 --no-bf16 --warmup-steps 0 "
+            "--max-batch-tokens 128 --max-seq-len 128 --eval-fraction 0.5 --precision float32 --warmup-steps 0 "
             "--threads 1 --final-dtype float32"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     runner = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,6 +4,8 @@ import json
 import os
 
 import pytest
+
+from common.machine import cpu_dtype
 from click.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,7 +31,7 @@ def test_akd_speed_writes_a_fixed_length_figure(tiny_teacher, data_dir, tmp_path
     model = AutoModelForCausalLM.from_pretrained(tiny_teacher)
     assert record["parameters"] == sum(p.numel() for p in model.parameters())
     assert record["backend"] == record["engine"]["backend"] == "hf"
-    assert (record["engine"]["dtype"], record["engine"]["max_model_len"]) == ("auto", 4096)
+    assert (record["engine"]["dtype"], record["engine"]["max_model_len"]) == (cpu_dtype("auto"), 4096)
     assert record["sampling"]["ignore_eos"] and record["sampling"]["temperature"] == 0.0
     assert "torch" in record["software"] and "transformers" in record["software"]
     # the prompts are the first HumanEval tasks, asked as `akd eval` asks them (instruct)

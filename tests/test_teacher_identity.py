@@ -3,6 +3,9 @@ a refactor of the configs must leave these dicts as they were, or every existing
 would be refused as "made with other settings"."""
 import json
 
+import pytest
+
+import common.machine
 from cache_schema import tokenizer_fingerprint
 from common.files import file_sha256
 from common.settings import build_config
@@ -24,6 +27,12 @@ FINGERPRINT = tokenizer_fingerprint(TOKENIZER)
 DATASET_IDENTITY = {"source": "rows.jsonl", "sha256": "sha256:0", "tag": "rows",
                     "fields": {"instruction": "instruction", "input": "input", "output": "output"}}
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "n": 1, "max_new_tokens": 512}
+
+
+@pytest.fixture(autouse=True)
+def bf16_cpu(monkeypatch):
+    """A CPU that computes bf16, where `auto` stays `auto` (on others it is float32, below)."""
+    monkeypatch.setattr(common.machine, "machine_facts", lambda: {"isa": ["avx512_bf16"]})
 
 
 def _teacher(**options):
@@ -104,3 +113,9 @@ def test_the_dataset_identity_of_a_local_file_is_unchanged(tmp_path):
     rollout = _rollout(dataset=str(path), input_field="")
     _, identity, _ = open_dataset(rollout.data)
     assert identity["fields"] == {"instruction": "instruction", "input": None, "output": None}
+
+
+def test_a_cpu_that_emulates_bf16_records_the_float32_it_computes_in(monkeypatch):
+    monkeypatch.setattr(common.machine, "machine_facts", lambda: {"isa": ["avx2"]})
+    assert _cache_identity(_teacher(backend="hf"))["teacher"]["dtype"] == "float32"
+    assert _cache_identity(_teacher(backend="hf", dtype="bfloat16"))["teacher"]["dtype"] == "bfloat16"

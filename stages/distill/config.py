@@ -19,6 +19,7 @@ from .errors import DistillConfigError
 from .losses import LossConfig, LossInputError
 
 DEFAULT_STUDENT = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+PRECISIONS = ("auto", "bf16", "float32")
 
 # Options that may change between a run and its resumption without changing its result.
 RESUME_NEUTRAL = ("eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "progress", "plots",
@@ -50,7 +51,8 @@ class BatchingConfig:
 @dataclass
 class DistillConfig:
     """Defaults: the 0.5B Qwen2.5-Coder student, about 10 minutes of CPU training (150 steps
-    of 512 tokens at ~3.3 s each with float32 master weights, bf16 autocast, fused AdamW)."""
+    of 512 tokens at ~3.3 s each with float32 master weights, bf16 autocast, fused AdamW, on a
+    CPU that computes bf16 in hardware)."""
 
     caches: tuple[str, ...] = setting(help="A teacher cache (read-only); repeat to mix several.", flag="--cache")
     cache_weights: tuple[float, ...] = setting(
@@ -71,7 +73,10 @@ class DistillConfig:
     beta2: float = setting(0.95, "AdamW beta2.")
     grad_clip: float = setting(1.0, "Gradient norm clip; 0 disables clipping.")
     grad_accum: int = setting(1, "Micro-batches per optimizer step and process.")
-    bf16: bool = setting(True, "bf16 autocast; master weights stay float32.")
+    precision: str = setting(
+        "auto", "Matmuls in bf16 (autocast; master weights stay float32) or float32; auto: bf16 on a "
+                "GPU and on a CPU with AVX-512 BF16 or AMX, float32 on other CPUs (which emulate bf16, "
+                "3-6x slower).", choices=PRECISIONS)
     gradient_checkpointing: bool = setting(False, "Recompute activations in backward to save memory.")
     # data
     batching: BatchingConfig = field(default_factory=BatchingConfig)
@@ -133,6 +138,8 @@ class DistillConfig:
             raise DistillConfigError(f"--grad-clip must be >= 0, got {self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise DistillConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise DistillConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.final_dtype not in ("bfloat16", "float16", "float32"):
             raise DistillConfigError(f"--final-dtype must be bfloat16, float16 or float32, got {self.final_dtype!r}")
         if not isinstance(self.loss, LossConfig) or not isinstance(self.batching, BatchingConfig):

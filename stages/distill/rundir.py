@@ -28,15 +28,18 @@ def run_slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name)
 
 
-def run_record(config: DistillConfig, mix: CacheMix, student_fingerprint: str, vocab: int, world: int) -> dict:
+def run_record(config: DistillConfig, mix: CacheMix, student_fingerprint: str, vocab: int, world: int,
+               precision: str) -> dict:
     """What config.json holds: the options (nested: loss.*, batching.*), the cache mix with
-    each cache's capture settings (read from its manifest, never mirrored into options)."""
+    each cache's capture settings (read from its manifest, never mirrored into options), and
+    the matmul precision `--precision` came to on this machine."""
     return {
         "layout": RECORD_LAYOUT,
         "options": config.to_dict(),
         "mix": mix.record(),
         "student": {"name": config.student, "tokenizer_fingerprint": student_fingerprint, "vocab_size": vocab},
         "world_size": world,
+        "precision": precision,
         "global_batch": {"max_tokens": config.batching.max_batch_tokens * world * config.grad_accum,
                          "max_examples": config.batching.max_batch_examples * world * config.grad_accum,
                          "per_rank_micro_batches": config.grad_accum},
@@ -59,7 +62,12 @@ def mix_name(mix: dict) -> str:
 
 def upgrade_record(record: dict) -> dict:
     """The flat layout (one `cache`, loss options beside the others, `loss` stored twice) in
-    today's nested one: options.loss.*, options.batching.*, options.caches, mix.caches."""
+    today's nested one: options.loss.*, options.batching.*, options.caches, mix.caches; a run
+    from before --precision (`bf16`: true or false) as the precision it trained in."""
+    options = record.get("options", {})
+    if "bf16" in options:
+        precision = "bf16" if options["bf16"] else "float32"
+        record = {**record, "options": {k: v for k, v in options.items() if k != "bf16"} | {"precision": precision}}
     if record.get("layout", 1) >= RECORD_LAYOUT:
         return record
     flat = dict(record.get("options", {}))

@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from cache_schema import tokenizer_fingerprint
+from common.machine import cpu_dtype
 
 from . import distributed
 from .checkpoint import (MODEL_DIR, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
@@ -104,6 +105,16 @@ def _train_step(run: _Run, bar) -> None:
 
 
 # ---- setup ----
+def matmul_precision(config: DistillConfig, device: torch.device) -> str:
+    """bf16 or float32, as config.precision asks; `auto` takes bf16 only where it runs in
+    hardware: a GPU that supports it, or a CPU with AVX-512 BF16 or AMX."""
+    if config.precision != "auto":
+        return config.precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bf16" if cpu_dtype("auto") == "auto" else "float32"
+
+
 @dataclass
 class _Run:
     """What the loop works on; built once by _start."""
@@ -142,7 +153,8 @@ def _start(config: DistillConfig, env) -> _Run:
     step, position, records, elapsed_before = _resume(resume_from, env, module, optimizer, scheduler)
     log = MetricsLog(config.run_path, records, enabled=env.is_main)
     stream, eval_batches, have_eval = _open_data(config, env, mix, position)
-    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=config.bf16)
+    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16,
+                              enabled=matmul_precision(config, env.device) == "bf16")
     return _Run(config, env, mix, tokenizer, module, optimizer, scheduler, autocast, stream, position,
                 eval_batches, have_eval, log, step, started, elapsed_before)
 
@@ -155,7 +167,8 @@ def _check_caches_and_student(config: DistillConfig, env):
     mix.check_shards(env.world, config.num_workers)
     tokenizer = load_tokenizer(config.student)
     vocab = check_tokenizer(tokenizer, mix.manifest, config.student)
-    record = run_record(config, mix, tokenizer_fingerprint(tokenizer), vocab, env.world)
+    record = run_record(config, mix, tokenizer_fingerprint(tokenizer), vocab, env.world,
+                        matmul_precision(config, env.device))
     return mix, tokenizer, vocab, prepare_run_dir(config, record, env)
 
 
@@ -365,6 +378,7 @@ def _finish(run: _Run) -> dict:
     summary = {
         "run_dir": str(run.run_dir), "final_dir": str(final_dir), "steps": run.step, "world": env.world,
         "train": run.log.last("train"), "eval": run.log.last("eval"),
+        "precision": matmul_precision(config, env.device),
         "wall_time_s": time.perf_counter() - run.started,
         "train_time_s": run.elapsed_before + time.perf_counter() - run.started,
         "loader_wait_share": run.wait_total / run.step_total if run.step_total else 0.0,

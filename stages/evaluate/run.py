@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.files import atomic_write
+from inference import compute_dtype
 from stages.evaluate.datasets import load_tasks, mbpp_shots
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.generate import GenerationSettings, generate_answers
@@ -74,7 +75,7 @@ def evaluate_model(config: EvalConfig, *, role: str = "student", meta: dict | No
     # All answers first, then the engine goes (its memory and cores), then the sandbox runs.
     plans = [_plan(name, model=model, mode=mode, split=split, limit=limit, data_dir=data_dir,
                    settings=settings, template=template) for name in config.benchmarks]
-    engine_info = {"backend": config.backend, "dtype": config.dtype,
+    engine_info = {"backend": config.backend, "dtype": compute_dtype(config.backend, config.dtype),
                    "max_model_len": config.max_model_len}
     try:
         answers = [_answers(plan, out_dir / plan.name, settings, get_engine, progress, engine_info)

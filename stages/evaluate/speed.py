@@ -18,7 +18,7 @@ from pathlib import Path
 from common.files import atomic_write_json
 from common.machine import machine_facts
 from common.settings import setting
-from inference import BACKENDS, SamplingSpec
+from inference import BACKENDS, SamplingSpec, compute_dtype
 from stages.evaluate.datasets import load_tasks
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.generate import prompt_ids
@@ -93,7 +93,8 @@ def measure_speed(config: SpeedConfig, *, engine=None) -> dict:
         "seconds": round(seconds, 3), "tokens_per_s": round(generated / seconds, 2),
         "sampling": {"temperature": 0.0, "ignore_eos": True, "warmup_tokens": min(WARMUP_TOKENS, config.new_tokens)},
         "backend": config.backend,
-        "engine": {"backend": config.backend, "dtype": config.dtype, "max_model_len": config.max_model_len,
+        "engine": {"backend": config.backend, "dtype": compute_dtype(config.backend, config.dtype),
+                   "max_model_len": config.max_model_len,
                    "one_generate_call": True, "cpu_threads": _threads(),
                    "env": {k: v for k, v in sorted(os.environ.items())
                            if k.startswith("VLLM_CPU_") or k in ("OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")}},

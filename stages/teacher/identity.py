@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from cache_schema import tokenizer_fingerprint
+from inference import compute_dtype
 
 from .config import TeacherCacheConfig, TeacherConfigError
 from .settings import EngineSettings, SamplingSettings
@@ -29,7 +30,7 @@ def model_revision(model: str, revision: str | None) -> str | None:
 def engine_identity(model: str, engine: EngineSettings) -> dict:
     """The model that answers, as a cache or a responses folder records it."""
     return {"model": model, "revision": model_revision(model, engine.revision),
-            "backend": engine.backend, "dtype": engine.dtype}
+            "backend": engine.backend, "dtype": compute_dtype(engine.backend, engine.dtype)}
 
 
 def sampling_identity(sampling: SamplingSettings) -> dict:
