@@ -1,6 +1,7 @@
 """Cost of a distillation training step at Qwen2.5-Coder-0.5B's shape, and of its loader.
 
-(a) Step time (forward, backward, fused AdamW; float32 master weights, bf16 autocast) with
+(a) Step time (forward, backward, fused AdamW; float32 master weights, matmuls in bf16 or
+    float32 as `--precision` resolves on this machine, like `akd distill`) with
     the AKD loss against the FKL loss on the same student and batch (goal AKD/FKL <= 1.10),
     and plain HF cross-entropy (full logits) as the reference;
 (b) loss-only time (forward + backward of the loss from the final hidden states) of AKD,
@@ -17,6 +18,7 @@ steadier when other jobs share the cores.
 
     .venv/bin/python benchmarks/bench_distill.py    # ~4 minutes on 2 idle cores, 8 GiB
     .venv/bin/python benchmarks/bench_distill.py --parts loader --loader-layers 1   # the trainer only
+    .venv/bin/python benchmarks/bench_distill.py --parts precision   # bf16 autocast against float32
 Writes bench-results/distill.json and prints it.
 """
 from __future__ import annotations
@@ -41,7 +43,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from inference.allocator import describe as describe_allocator  # noqa: E402
 
 from cache_schema import CachedExample, CacheReader, CacheWriter, tokenizer_fingerprint  # noqa: E402
+from common.machine import machine_facts  # noqa: E402
 from stages.distill import DistillConfig, train  # noqa: E402
+from stages.distill.config import PRECISIONS  # noqa: E402
+from stages.distill.trainer import matmul_precision  # noqa: E402
 from stages.distill.batching import collate, fit_example  # noqa: E402
 from stages.distill.losses import LossConfig, topk_distill_loss  # noqa: E402
 from stages.distill.student_model import DistillStudent  # noqa: E402
@@ -122,9 +127,10 @@ def interleaved(fns: dict, repeats: int) -> dict:
             for name in fns}
 
 
-def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int,
+def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int, precision: str,
                variants=("akd", "fkl", "hf_cross_entropy")) -> dict:
-    """One model and one fused AdamW; the variants differ only in the loss."""
+    """One model and one fused AdamW; the variants differ only in the loss (akd_float32 and
+    akd_bf16: the AKD step with autocast off and on, whatever `precision` says)."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -137,10 +143,10 @@ def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int,
     label_mask[:, 1:] = batch["response_mask"][:, :-1]
     labels = batch["input_ids"].masked_fill(~(label_mask & batch["attention_mask"].bool()), -100)
 
-    def distill_step(kind):
+    def distill_step(kind, bf16=precision == "bf16"):
         def step():
             module.loss_config = LossConfig(kind=kind, chunk_size=chunk)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss, _ = module(**batch)
             loss.backward()
             optimizer.step()
@@ -148,21 +154,23 @@ def step_times(layers: int, batch: dict, vocab: int, repeats: int, chunk: int,
         return step
 
     def hf_step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels)
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    steps = {"akd": distill_step("akd"), "fkl": distill_step("fkl"), "hf_cross_entropy": hf_step}
+    steps = {"akd": distill_step("akd"), "fkl": distill_step("fkl"), "hf_cross_entropy": hf_step,
+             "akd_float32": distill_step("akd", False), "akd_bf16": distill_step("akd", True)}
     return interleaved({name: steps[name] for name in variants}, repeats)
 
 
-def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
-    """Loss forward + backward from [N, 896] hidden states, LM head trained, bf16 like the step."""
+def loss_times(batch: dict, vocab: int, repeats: int, chunk: int, precision: str) -> dict:
+    """Loss forward + backward from [N, 896] hidden states, LM head trained, in the step's precision."""
     n = int(batch["response_mask"].sum())
     torch.manual_seed(0)
-    hidden = torch.randn(n, QWEN_05B["hidden_size"], dtype=torch.bfloat16, requires_grad=True)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    hidden = torch.randn(n, QWEN_05B["hidden_size"], dtype=dtype, requires_grad=True)
     weight = (torch.randn(QWEN_05B["vocab_size"], QWEN_05B["hidden_size"]) * 0.02).requires_grad_()
     targets = batch["target_ids"]
 
@@ -177,7 +185,7 @@ def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
         return run
 
     def plain_ce():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = F.linear(hidden, weight)
         F.cross_entropy(logits.float(), targets).backward()
         hidden.grad = weight.grad = None
@@ -186,7 +194,8 @@ def loss_times(batch: dict, vocab: int, repeats: int, chunk: int) -> dict:
                                            "plain_cross_entropy": plain_ce}, repeats)}
 
 
-def loader_share(work: Path, cache: Path, tokenizer, layers: int, steps: int, tokens: int, log_every: int) -> dict:
+def loader_share(work: Path, cache: Path, tokenizer, layers: int, steps: int, tokens: int, log_every: int,
+                 precision: str) -> dict:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
@@ -194,7 +203,7 @@ def loader_share(work: Path, cache: Path, tokenizer, layers: int, steps: int, to
     Qwen2ForCausalLM(Qwen2Config(num_hidden_layers=layers, **QWEN_05B)).save_pretrained(student)
     tokenizer.save_pretrained(student)
     config = DistillConfig.from_options(dict(
-        caches=[str(cache)], student=str(student), run_dir=str(work / "run"), max_steps=steps,
+        caches=[str(cache)], student=str(student), run_dir=str(work / "run"), max_steps=steps, precision=precision,
         max_batch_tokens=tokens, max_seq_len=tokens // 2, num_workers=1, eval_fraction=0.0,
         checkpoint_every=10**6, log_every=log_every, progress=False, plots=False, overwrite=True))
     with SyncCounter(config.grad_accum) as counter:
@@ -251,13 +260,18 @@ def _log(started: float, what: str) -> None:
 @click.option("--log-every", default=DistillConfig.log_every, show_default=True,
               help="log_every of the loader run (host syncs are counted on steps that log and steps that do not)")
 @click.option("--parts", default="step,loss,loader", show_default=True,
-              help="which parts to run: step (a), loss (b), loader (c), comma-separated")
+              help="which parts to run: step (a), loss (b), loader (c), comma-separated; precision: the "
+                   "AKD step with bf16 autocast against float32, in turns (what --precision auto decides)")
+@click.option("--precision", default=DistillConfig.precision, show_default=True, type=click.Choice(PRECISIONS),
+              help="matmul precision of parts a-c, as akd distill --precision (auto: as this machine resolves it)")
 @click.option("--out", default=str(ROOT / "bench-results" / "distill.json"), show_default=True)
-def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_size, log_every, parts, out):
+def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_size, log_every, parts, precision, out):
     started = time.perf_counter()
     parts = set(parts.split(","))
-    if not parts <= {"step", "loss", "loader"}:
-        raise click.BadParameter(f"unknown part(s) {sorted(parts - {'step', 'loss', 'loader'})}", param_hint="--parts")
+    known = {"step", "loss", "loader", "precision"}
+    if not parts <= known:
+        raise click.BadParameter(f"unknown part(s) {sorted(parts - known)}", param_hint="--parts")
+    precision = matmul_precision(DistillConfig(caches=("bench",), precision=precision), torch.device("cpu"))
     result = {}
     with tempfile.TemporaryDirectory(prefix="bench-distill-") as tmp:
         work = Path(tmp)
@@ -267,22 +281,30 @@ def main(layers, loader_layers, loader_steps, tokens, rows, k, repeats, chunk_si
         vocab = len(tokenizer.get_vocab())
         _log(started, "cache written")
         if "step" in parts:
-            steps = step_times(layers, batch, vocab, repeats, chunk_size)
+            steps = step_times(layers, batch, vocab, repeats, chunk_size, precision)
             result.update({"step": steps, "step_ratio_akd_over_fkl": _ratios(steps, "akd", "fkl"),
                            "step_ratio_akd_over_hf_ce": _ratios(steps, "akd", "hf_cross_entropy")})
             _log(started, "step times")
         if "loss" in parts:
-            losses = loss_times(batch, vocab, repeats, chunk_size)
+            losses = loss_times(batch, vocab, repeats, chunk_size, precision)
             result.update({"loss_only": losses, "loss_ratio_akd_over_fkl": _ratios(losses, "akd", "fkl"),
                            "loss_ratio_akd_over_plain_ce": _ratios(losses, "akd", "plain_cross_entropy")})
             _log(started, "loss times")
         if "loader" in parts:
-            result["loader"] = loader_share(work, cache, tokenizer, loader_layers, loader_steps, tokens, log_every)
+            result["loader"] = loader_share(work, cache, tokenizer, loader_layers, loader_steps, tokens, log_every,
+                                            precision)
             _log(started, "loader run")
+        if "precision" in parts:
+            both = step_times(layers, batch, vocab, repeats, chunk_size, precision,
+                              variants=("akd_bf16", "akd_float32"))
+            result.update({"precision_step": both,
+                           "step_ratio_bf16_over_float32": _ratios(both, "akd_bf16", "akd_float32")})
+            _log(started, "bf16 against float32")
     result = {
         "setup": {"layers": layers, "batch": list(batch["input_ids"].shape), "k": k, "vocab": QWEN_05B["vocab_size"],
                   "tokenizer_ids": vocab, "chunk_size": chunk_size, "threads": torch.get_num_threads(),
-                  "precision": "float32 master weights, bf16 autocast, fused AdamW", "repeats": repeats,
+                  "precision": f"float32 master weights, {precision} matmuls, fused AdamW", "repeats": repeats,
+                  "machine": machine_facts(),
                   "parts": sorted(parts)},
         **result,
         "goals": {"step_ratio_akd_over_fkl_max": 1.10, "loader_share_max": 0.02},

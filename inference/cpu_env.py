@@ -15,6 +15,12 @@ CPU_DEFAULTS = {
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
     # KV cache in GiB; vLLM's default takes a share of the whole NUMA node.
     "VLLM_CPU_KVCACHE_SPACE": "2",
+    # vLLM gives one engine step 300 s and an engine's start 600 s, then kills the engine. On a
+    # 2-core AVX2-only CPU the 1.5B teacher's start (a profiling forward of a full batch of
+    # tokens) took 538 s and a step prefilling 64 prompts passed 300 s: the engine died 64
+    # examples into a cache. A slow step is not a hung one here.
+    "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "7200",
+    "VLLM_ENGINE_READY_TIMEOUT_S": "7200",
 }
 
 

@@ -199,4 +199,9 @@ def test_cpu_defaults_respect_user_settings():
     changed = apply_cpu_defaults(env)
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "8" and env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
     assert "VLLM_CPU_KVCACHE_SPACE" not in changed
+    # a slow CPU step is not a hung engine: vLLM's 300 s step and 600 s start limits are raised
+    assert int(env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"]) >= 3600 and int(env["VLLM_ENGINE_READY_TIMEOUT_S"]) >= 3600
+    mine = {"VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "60"}
+    apply_cpu_defaults(mine)
+    assert mine["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "60"
     # the allocator part: tests/test_allocator.py
