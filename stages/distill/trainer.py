@@ -138,6 +138,7 @@ class _Run:
     watch: NonFiniteWatch = field(default_factory=NonFiniteWatch)
     wait_total: float = 0.0
     step_total: float = 0.0
+    precision: str = "float32"  # what config.precision came to here (matmul_precision)
 
     @property
     def run_dir(self):
@@ -146,20 +147,20 @@ class _Run:
 
 def _start(config: DistillConfig, env) -> _Run:
     started = time.perf_counter()
-    mix, tokenizer, vocab, resume_from = _check_caches_and_student(config, env)
+    precision = matmul_precision(config, env.device)
+    mix, tokenizer, vocab, resume_from = _check_caches_and_student(config, env, precision)
     module = _build_student(config, env, vocab, resume_from)
     optimizer = _make_optimizer(module, config, env)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
     step, position, records, elapsed_before = _resume(resume_from, env, module, optimizer, scheduler)
     log = MetricsLog(config.run_path, records, enabled=env.is_main)
     stream, eval_batches, have_eval = _open_data(config, env, mix, position)
-    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16,
-                              enabled=matmul_precision(config, env.device) == "bf16")
+    autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     return _Run(config, env, mix, tokenizer, module, optimizer, scheduler, autocast, stream, position,
-                eval_batches, have_eval, log, step, started, elapsed_before)
+                eval_batches, have_eval, log, step, started, elapsed_before, precision=precision)
 
 
-def _check_caches_and_student(config: DistillConfig, env):
+def _check_caches_and_student(config: DistillConfig, env, precision: str):
     """The caches (one tokenizer among them) and the student's tokenizer must agree before
     anything is trained; then the run directory is made (or checked, to resume):
     (mix, tokenizer, vocab, checkpoint or None)."""
@@ -168,7 +169,7 @@ def _check_caches_and_student(config: DistillConfig, env):
     tokenizer = load_tokenizer(config.student)
     vocab = check_tokenizer(tokenizer, mix.manifest, config.student)
     record = run_record(config, mix, tokenizer_fingerprint(tokenizer), vocab, env.world,
-                        matmul_precision(config, env.device))
+                        precision)
     return mix, tokenizer, vocab, prepare_run_dir(config, record, env)
 
 
@@ -378,7 +379,7 @@ def _finish(run: _Run) -> dict:
     summary = {
         "run_dir": str(run.run_dir), "final_dir": str(final_dir), "steps": run.step, "world": env.world,
         "train": run.log.last("train"), "eval": run.log.last("eval"),
-        "precision": matmul_precision(config, env.device),
+        "precision": run.precision,
         "wall_time_s": time.perf_counter() - run.started,
         "train_time_s": run.elapsed_before + time.perf_counter() - run.started,
         "loader_wait_share": run.wait_total / run.step_total if run.step_total else 0.0,
