@@ -8,6 +8,7 @@ from .errors import CacheError, CacheMismatchError, CacheVerifyError, InvalidExa
 from .finalize import finalize_cache
 from .fingerprint import tokenizer_fingerprint, tokenizer_size
 from .manifest import Manifest, ShardInfo
+from .progress import CacheInProgressError
 from .reader import CacheReader
 from .schema import FORMAT_VERSION, CachedExample, CacheRecord
 from .verify import VerifyReport, verify_cache
@@ -15,7 +16,7 @@ from .writer import CacheWriter
 
 __all__ = [
     "DEFAULT_ENCODING", "ENCODINGS", "PAD_ID", "FORMAT_VERSION",
-    "CacheError", "CacheMismatchError", "CacheVerifyError", "InvalidExampleError",
+    "CacheError", "CacheMismatchError", "CacheVerifyError", "CacheInProgressError", "InvalidExampleError",
     "CacheWriter", "CacheReader", "CachedExample", "CacheRecord", "Manifest", "ShardInfo",
     "finalize_cache", "verify_cache", "VerifyReport", "tokenizer_fingerprint", "tokenizer_size",
 ]

@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from . import byte_planes
-from .topk_arrays import PAD_ID, PAD_LOGPROB, Rows, TopK
 from .id_codes import TABLE_KEY, rank_codes, rank_table, read_rank_table
 from .logprob_codes import LogprobGrid
+from .topk_arrays import PAD_ID, PAD_LOGPROB, Rows, TopK
 
 _ONE_BITS = np.float32(1.0).view(np.uint32)  # float32 mass m <= 1 is stored as bits(1) - bits(m)
 _CHOICES = {"ids": ("freq", "raw"), "top1": ("skip", "keep")}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .errors import CacheError
 from .manifest import MANIFEST_NAME, PARTS_DIR, Manifest, check_same_identity
+from .progress import RERUN, CacheInProgressError
 
 
 def finalize_cache(cache_dir) -> Manifest:
@@ -15,6 +16,11 @@ def finalize_cache(cache_dir) -> Manifest:
     if not part_paths:
         raise CacheError(f"{cache_dir}: no worker parts to finalize (parts/worker-*.json)")
     parts = [Manifest.load(p) for p in part_paths]
+    running = [path.name for path, part in zip(part_paths, parts) if not part.finished]
+    if running:
+        raise CacheInProgressError(f"{cache_dir}: the run of {', '.join(running)} has not finished, so its "
+                                   f"shards cannot be sealed as complete; {RERUN}, and it seals the cache "
+                                   "itself (several workers: then finalize)")
     first = parts[0]
     for path, part in zip(part_paths[1:], parts[1:]):
         check_same_identity(path, part, first.identity, first.k, first.encoding, first.format_version)

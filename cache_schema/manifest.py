@@ -1,8 +1,10 @@
 """The manifest: what is needed to trust and reuse a cache.
 
 A cache directory holds `manifest.json`, `shards/*.parquet` and, while workers fill it,
-`parts/worker-III.json` (one per worker, rewritten after each of its shards). `finalize`
-merges the parts into `manifest.json`; the reader trusts only `manifest.json`.
+`parts/worker-III.json` (one per worker, rewritten after each of its shards; `finished` once
+its run has ended). `finalize` merges the parts into `manifest.json` once every part is
+finished; the reader trusts only `manifest.json`, and only while no unfinished run has
+written shards beside it (progress.py).
 """
 from __future__ import annotations
 
@@ -46,6 +48,9 @@ class Manifest:
     format_version: int = FORMAT_VERSION  # of the shards' schema (schema.py); readers take READABLE_VERSIONS
     format: str = "akd-teacher-cache"
     updated: str = ""
+    # a worker's part: False from the moment its run opens the cache until the run ends
+    # (parts written before this field existed read as finished, as their runs were)
+    finished: bool = True
 
     @property
     def rows(self) -> int:

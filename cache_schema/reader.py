@@ -13,15 +13,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .encoding import Rows, get_encoding
-from .errors import CacheError
+from .errors import CacheError, CacheVerifyError
 from .manifest import MANIFEST_NAME, Manifest, ShardInfo
+from .progress import refuse_in_progress
 from .schema import TAIL_FIELD, CacheRecord
+from .verify import check_shard_file
 
 
 class CacheReader:
-    def __init__(self, cache_dir):
+    """`in_progress_ok`: read the sealed part of a cache that a run is still adding to (for
+    looking at it); by default such a cache is refused (progress.py)."""
+
+    def __init__(self, cache_dir, *, in_progress_ok: bool = False):
         self.cache_dir = Path(cache_dir)
         self.manifest = Manifest.load(self.cache_dir / MANIFEST_NAME)
+        if not in_progress_ok:
+            refuse_in_progress(self.cache_dir, self.manifest)
         self.encoding = get_encoding(self.manifest.encoding)
         self.k = self.manifest.k
         self.has_tail = self.manifest.format_version >= 2  # version 1: the tail is only 1 - topk_mass
@@ -37,10 +44,20 @@ class CacheReader:
         for shard in shards if shards is not None else self.shards_for(rank, world):
             yield from self.iter_shard(shard, batch_rows)
 
+    def check_shards(self, shards: list[ShardInfo] | None = None, checksums: bool = True) -> None:
+        """Every shard (of `shards`) is the file the manifest lists: size and sha256, before any is used."""
+        for shard in self.manifest.shards if shards is None else shards:
+            check_shard_file(self.cache_dir / shard.name, shard, checksums)
+
     def iter_shard(self, shard: ShardInfo, batch_rows: int = 64) -> Iterator[CacheRecord]:
+        """The shard's records; a file whose size or row count is not the manifest's is refused."""
         path = self.cache_dir / shard.name
+        check_shard_file(path, shard, checksum=False)
         try:
             parquet = pq.ParquetFile(path)
+            if parquet.metadata.num_rows != shard.rows:
+                raise CacheVerifyError(f"{path}: {parquet.metadata.num_rows} rows, the manifest says {shard.rows} "
+                                       "(not this cache's shard)")
             state = self.encoding.shard_state(parquet.metadata.metadata or {})
             for batch in parquet.iter_batches(batch_size=batch_rows):
                 yield from self._decode_batch(batch, shard.name, state)

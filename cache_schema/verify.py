@@ -11,7 +11,8 @@ from common.files import file_sha256
 
 from .encoding import get_encoding
 from .errors import CacheVerifyError
-from .manifest import MANIFEST_NAME, SHARDS_DIR, Manifest
+from .manifest import MANIFEST_NAME, SHARDS_DIR, Manifest, ShardInfo
+from .progress import refuse_in_progress
 from .schema import TAIL_FIELD, arrow_schema
 
 
@@ -27,6 +28,7 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
     """Raise CacheVerifyError naming the shard whose file, checksum, schema or counts are wrong."""
     cache_dir = Path(cache_dir)
     manifest = Manifest.load(cache_dir / MANIFEST_NAME)
+    refuse_in_progress(cache_dir, manifest, then="verify it")
     encoding = get_encoding(manifest.encoding)
     expected_columns = _column_types(arrow_schema(encoding, manifest.format_version))
     listed = set()
@@ -34,12 +36,7 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
     for shard in manifest.shards:
         path = cache_dir / shard.name
         listed.add(path.name)
-        if not path.exists():
-            raise CacheVerifyError(f"{path}: shard listed in the manifest is missing")
-        if path.stat().st_size != shard.bytes:
-            raise CacheVerifyError(f"{path}: {path.stat().st_size} bytes, manifest says {shard.bytes} (truncated?)")
-        if check_checksums and file_sha256(path) != shard.sha256:
-            raise CacheVerifyError(f"{path}: sha256 does not match the manifest (corrupt shard)")
+        check_shard_file(path, shard, check_checksums)
         try:
             table = pq.read_table(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
@@ -68,6 +65,18 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
                                "(an unfinished multi-worker run? run finalize)")
     return VerifyReport(shards=len(manifest.shards), rows=manifest.rows,
                         response_tokens=manifest.response_tokens, bytes=manifest.bytes)
+
+
+def check_shard_file(path: Path, shard: ShardInfo, checksum: bool = True) -> None:
+    """Raise CacheVerifyError unless the file at `path` is the shard the manifest lists: present,
+    of its size and (`checksum`) its sha256. A shard copied in from another cache fails here."""
+    if not path.exists():
+        raise CacheVerifyError(f"{path}: shard listed in the manifest is missing")
+    if path.stat().st_size != shard.bytes:
+        raise CacheVerifyError(f"{path}: {path.stat().st_size} bytes, manifest says {shard.bytes} "
+                               "(truncated, or not this cache's shard)")
+    if checksum and file_sha256(path) != shard.sha256:
+        raise CacheVerifyError(f"{path}: sha256 does not match the manifest (corrupt, or not this cache's shard)")
 
 
 def _check_tail(path: Path, column) -> None:

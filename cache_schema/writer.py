@@ -91,7 +91,7 @@ class CacheWriter:
         known = {s.name: s for s in part.shards} if part else {}
         manifest = Manifest(identity=identity, k=k, vocab_size=vocab_size, encoding=encoding,
                             software=software_versions(), num_workers=num_workers,
-                            format_version=format_version)
+                            format_version=format_version, finished=False)
         done_ids: set[str] = set()
         next_seq = 0
         for shard_path in sorted((cache_dir / SHARDS_DIR).glob("w*.parquet")):
@@ -168,8 +168,9 @@ class CacheWriter:
         return pa.Table.from_arrays([columns[f.name] for f in self.schema], schema=self.schema), footer
 
     def close(self) -> Manifest:
-        """Flush the last shard, save this worker's part; a single worker also finalizes."""
+        """Flush the last shard, save this worker's part as finished; a single worker also finalizes."""
         self.flush()
+        self.manifest.finished = True
         self._save_part()
         if self.manifest.num_workers == 1:
             from .finalize import finalize_cache

@@ -8,6 +8,7 @@ kill (cache shards, checkpoints) name theirs so that they can find and delete le
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -18,6 +19,61 @@ from pathlib import Path
 from typing import Iterator
 
 CHUNK_BYTES = 1 << 20
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+NEARLY_FULL_BYTES = 16 << 20
+# How libraries that do not raise OSError say it: torch.save's C++ writer, safetensors' Rust one.
+_FULL_WORDS = ("No space left on device", "StorageFull", "os error 28", "Disk quota exceeded")
+
+
+class DiskFullError(OSError):
+    """The device under a folder akd writes is full: say which folder, and how to go on."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) reports a full device or an exhausted quota."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if any(word in str(exc) for word in _FULL_WORDS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def nearly_full(folder: Path | str) -> bool:
+    """Whether the device under `folder` (or its nearest existing parent) has under NEARLY_FULL_BYTES
+    free: torch.save says only "unexpected pos 576 vs 534" when it runs out of room."""
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
+
+
+@contextmanager
+def names_full_disk(folder: Path | str, then: str) -> Iterator[None]:
+    """Turn a full disk met while writing under `folder` into one DiskFullError naming it.
+
+    `then`: what the user does once space is free (e.g. "rerun the same command: it resumes
+    from the last complete shard"). What was written before stays: every akd write is atomic.
+    """
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as exc:
+        # torch.save's writer raises a RuntimeError that does not say why: ask the device
+        if not (is_disk_full(exc) or isinstance(exc, (OSError, RuntimeError)) and nearly_full(folder)):
+            raise
+        said = (str(exc).strip().splitlines() or [""])[0][:120]
+        full = DiskFullError(f"no space left on the device that holds {folder} ({type(exc).__name__}: {said}); "
+                             f"free some space there, then {then}")
+        full.errno = errno.ENOSPC
+        raise full from None
 
 
 def fsync_dir(directory: Path | str) -> None:

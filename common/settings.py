@@ -164,3 +164,11 @@ def option_default(cls, name: str):
         if field.name == name:
             return default
     raise KeyError(f"{cls.__name__} has no option {name!r}")
+
+
+def option_flag(cls, name: str) -> str:
+    """The command-line flag of option `name` (a field name, nested ones included) of `cls`'s command."""
+    for _, field in option_fields(cls):
+        if field.name == name:
+            return flag_of(field)
+    raise KeyError(f"{cls.__name__} has no option {name!r}")

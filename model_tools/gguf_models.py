@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.files import atomic_path, file_sha256, replace_dir
+from common.model_folders import ModelFolderError, check_model
 
 MARKER = "akd-model.json"
 END_OF_TURN = "<|im_end|>"
@@ -158,10 +159,11 @@ def verify_gguf(source: ModelSource, gguf_path: Path) -> bool:
 
 
 def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import gguf
     import torch
     import transformers
-    from importlib.metadata import version
 
     return {"python": sys.version.split()[0], "torch": torch.__version__,
             "transformers": transformers.__version__, "gguf": getattr(gguf, "__version__", version("gguf"))}
@@ -300,8 +302,21 @@ def _share_like_any_new_file(folder: Path) -> None:
         entry.chmod(0o666 & ~umask)
 
 
-def resolve_model(spec: str, models_dir: Path | str) -> str:
-    """A registry name becomes its built folder (built on first use); anything else passes through."""
+def resolve_model(spec: str, models_dir: Path | str, option: str = "--model", *, weights: bool = True) -> str:
+    """A registry name becomes its built folder (built on first use); anything else must be a
+    loadable model (common.model_folders; `weights=False`: a tokenizer) and passes through."""
+    check_model_spec(spec, option, weights=weights)
     if spec in REGISTRY:
         return str(build_model(spec, Path(models_dir) / spec))
     return spec
+
+
+def check_model_spec(spec: str, option: str = "--model", *, weights: bool = True) -> None:
+    """Refuse now, building nothing, what resolve_model would refuse: for commands that load the
+    model only in a later step (akd experiment, akd onpolicy)."""
+    if spec in REGISTRY:
+        return
+    try:
+        check_model(spec, option, weights=weights)
+    except ModelFolderError as exc:
+        raise ModelFolderError(f"{exc} (akd builds these by name: {', '.join(REGISTRY)})") from None

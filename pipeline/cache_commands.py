@@ -9,12 +9,14 @@ from tqdm import tqdm
 
 from cache_schema import CacheReader, finalize_cache, verify_cache
 from cache_schema.export import ExportConfig, export_cache
+from cache_schema.progress import describe as describe_progress
+from cache_schema.progress import unfinished_parts
 from common.settings import build_config
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_group
 
 
-@click.group("cache")
+@akd_group("cache")
 def cache_group():
     """Inspect, verify, finalize and export teacher caches."""
 
@@ -24,8 +26,7 @@ def cache_group():
 @click.option("--no-checksums", is_flag=True, help="Skip the sha256 of every shard (faster).")
 def verify_command(cache_dir, no_checksums):
     """Check every shard's checksum, schema and counts against the manifest."""
-    with user_errors():
-        report = verify_cache(cache_dir, check_checksums=not no_checksums)
+    report = verify_cache(cache_dir, check_checksums=not no_checksums)
     per_token = report.bytes / max(report.response_tokens, 1)
     click.echo(f"{cache_dir}: OK, {report.shards} shards, {report.rows} examples, "
                f"{report.response_tokens} response tokens, {report.bytes} bytes ({per_token:.1f} B/token)")
@@ -35,8 +36,7 @@ def verify_command(cache_dir, no_checksums):
 @click.argument("cache_dir", type=click.Path(exists=True, file_okay=False))
 def finalize_command(cache_dir):
     """Merge the workers' part manifests into manifest.json once every worker is done."""
-    with user_errors():
-        manifest = finalize_cache(cache_dir)
+    manifest = finalize_cache(cache_dir)
     click.echo(f"{cache_dir}: finalized {len(manifest.shards)} shards, {manifest.rows} examples")
 
 
@@ -46,13 +46,16 @@ def finalize_command(cache_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def inspect_command(cache_dir, examples, as_json):
     """Summarise a cache: who made it, how, how big, what was skipped."""
-    with user_errors():  # a shard can turn out unreadable while the examples are listed
-        _inspect(cache_dir, examples, as_json)
+    _inspect(cache_dir, examples, as_json)
 
 
 def _inspect(cache_dir, examples: int, as_json: bool) -> None:
-    reader = CacheReader(cache_dir)
+    reader = CacheReader(cache_dir, in_progress_ok=True)  # a look is fine; the line below says what it is
     manifest = reader.manifest
+    running = unfinished_parts(reader.cache_dir, manifest)
+    if running:
+        click.echo(f"note: {describe_progress(reader.cache_dir, running, manifest)}; what follows is the sealed "
+                   "part only", err=True)
     if as_json:
         click.echo(json.dumps(manifest.to_dict(), indent=2))
         return
@@ -111,18 +114,17 @@ def export_command(cache_dir, out_dir, **options):
       Row t is the distribution over input_ids[t + 1]: response token j sits at row
       len(prompt_ids) + j - 1; prompt rows and the last row have target_mask 0.
     """
-    with user_errors():
-        config = build_config(ExportConfig, options)
-        bar = None
+    config = build_config(ExportConfig, options)
+    bar = None
 
-        def tick(name, written, total):  # the bar starts with the first shard: errors print alone
-            nonlocal bar
-            bar = bar or tqdm(total=total, desc="export", unit="shard", leave=False, disable=None)
-            bar.update()
+    def tick(name, written, total):  # the bar starts with the first shard: errors print alone
+        nonlocal bar
+        bar = bar or tqdm(total=total, desc="export", unit="shard", leave=False, disable=None)
+        bar.update()
 
-        report = export_cache(cache_dir, out_dir, config, on_shard=tick)
-        if bar is not None:
-            bar.close()
+    report = export_cache(cache_dir, out_dir, config, on_shard=tick)
+    if bar is not None:
+        bar.close()
     tokens = max(report.response_tokens, 1)
     click.echo(f"{out_dir}: {config.layout} layout, {len(report.written)} shards written, "
                f"{len(report.kept)} kept, {report.rows} examples, {report.response_tokens} response tokens, "

@@ -9,6 +9,7 @@ import click
 
 from pipeline.cache_commands import cache_group
 from pipeline.distill_command import distill_command
+from pipeline.errors import akd_group
 from pipeline.eval_command import eval_command, report_command
 from pipeline.eval_data_commands import data_group, eval_export_command
 from pipeline.experiment_command import experiment_group
@@ -19,7 +20,7 @@ from pipeline.speed_command import speed_command
 from pipeline.teacher_command import teacher_cache_command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@akd_group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main():
     """akd: distil a big code LLM into a small one through an offline top-k teacher cache."""
 

@@ -9,14 +9,14 @@ import click
 from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.distill import DistillConfig, train
 from stages.distill.losses import LOSS_KINDS, LossConfig
 from stages.distill.rundir import run_slug
 
 
-@click.command("distill")
+@akd_command("distill")
 @click.option("--student", "students", multiple=True, default=["qwen2.5-coder-0.5b-instruct"], show_default=True,
               help="Registry name, HF folder or Hub id; repeat for a sweep.")
 @click.option("--loss", "losses", multiple=True, default=[LossConfig.kind], show_default=True,
@@ -32,11 +32,10 @@ def distill_command(students, losses, models_dir, runs_dir, **options):
     train on a mix of caches, e.g. an on-policy cache beside the teacher's.
     """
     click.echo(describe_allocator(), err=True)
-    with user_errors():
-        for student, loss in itertools.product(students, losses):
-            target = Path(runs_dir) / f"{run_slug(student)}-{loss}"
-            config = DistillConfig.from_options({**options, "student": resolve_model(student, models_dir),
-                                                 "kind": loss, "run_dir": str(target)})
-            summary = train(config)
-            click.echo(f"{student} [{loss}]: distilled student in {summary.get('final_dir')}, "
-                       f"metrics and plots in {target}")
+    for student, loss in itertools.product(students, losses):
+        target = Path(runs_dir) / f"{run_slug(student)}-{loss}"
+        config = DistillConfig.from_options({**options, "student": resolve_model(student, models_dir, "--student"),
+                                             "kind": loss, "run_dir": str(target)})
+        summary = train(config)
+        click.echo(f"{student} [{loss}]: distilled student in {summary.get('final_dir')}, "
+                   f"metrics and plots in {target}")

@@ -5,17 +5,17 @@ from pathlib import Path
 
 import click
 
-from common.settings import build_config
+from common.settings import build_config, option_flag
 from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.distill.rundir import CONFIG_FILE, mix_name, read_run_record
 from stages.evaluate import EvalConfig
 
 
-@click.command("eval")
+@akd_command("eval")
 @dataclass_options(EvalConfig)
 @MODELS_DIR_OPTION
 def eval_command(models_dir, **options):
@@ -24,14 +24,13 @@ def eval_command(models_dir, **options):
     from stages.evaluate import evaluate_model
 
     click.echo(describe_allocator(), err=True)
-    with user_errors():
-        config = build_config(EvalConfig, options)
-        prompt_template = get_template(config.template, config.templates_file) if config.template else None
-        config.model = resolve_model(config.model, models_dir)
-        meta = distill_run_meta(Path(config.model))
-        config.out_dir = str(config.out_dir or Path("evals") / _name(config.model, meta))
-        summary = evaluate_model(config, role="distilled" if meta else "student", meta=meta,
-                                 template=prompt_template, progress=True)
+    config = build_config(EvalConfig, options)
+    prompt_template = get_template(config.template, config.templates_file) if config.template else None
+    config.model = resolve_model(config.model, models_dir, option_flag(EvalConfig, "model"))
+    meta = distill_run_meta(Path(config.model))
+    config.out_dir = str(config.out_dir or Path("evals") / _name(config.model, meta))
+    summary = evaluate_model(config, role="distilled" if meta else "student", meta=meta,
+                             template=prompt_template, progress=True)
     for name in config.benchmarks:
         scores = summary["benchmarks"][name]
         click.echo(f"{config.model} {name}: pass@1 = {100 * scores['pass@1']:.1f}% "
@@ -39,15 +38,14 @@ def eval_command(models_dir, **options):
     click.echo(f"results in {config.out_dir}")
 
 
-@click.command("report")
+@akd_command("report")
 @click.option("--runs-dir", default="evals", show_default=True, help="Where `akd eval` wrote its summaries.")
 @click.option("--out", "out_dir", default="results", show_default=True)
 def report_command(runs_dir, out_dir):
     """Tables (Markdown, JSON) and a bar chart: pass@1, accuracy loss, its reduction."""
     from study.accuracy_report import build_report
 
-    with user_errors():
-        build_report(Path(runs_dir), Path(out_dir))
+    build_report(Path(runs_dir), Path(out_dir))
     click.echo((Path(out_dir) / "report.md").read_text())
 
 

@@ -6,12 +6,12 @@ import click
 
 from common.settings import build_config
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_command, akd_group
 from stages.evaluate.export import SampleExportConfig, export_samples
 from stages.evaluate.verified import VerifiedAnswersConfig, meta_path, verified_answers
 
 
-@click.command("eval-export")
+@akd_command("eval-export")
 @click.argument("eval_dir", metavar="EVAL_DIR", type=click.Path())
 @click.argument("out_dir", metavar="OUT_DIR", type=click.Path())
 @dataclass_options(SampleExportConfig)
@@ -20,15 +20,14 @@ def eval_export_command(eval_dir, out_dir, **options):
     git): task_id, sample, the extracted solution exactly as it ran, passed, status, reason,
     finish_reason; OUT_DIR/samples.json says how the answers were made and how to rebuild the
     program that ran (stages/evaluate/export.py), so another harness can re-score them."""
-    with user_errors():
-        index = export_samples(eval_dir, out_dir, build_config(SampleExportConfig, options))
+    index = export_samples(eval_dir, out_dir, build_config(SampleExportConfig, options))
     for name, entry in index["files"].items():
         rate = "n/a" if entry["pass@1"] is None else f"{100 * entry['pass@1']:.1f}%"
         click.echo(f"{out_dir}/{name}: {entry['n_tasks']} tasks, pass@1 = {rate}, "
                    f"{entry['bytes']:,} bytes")
 
 
-@click.group("data")
+@akd_group("data")
 def data_group():
     """Training datasets built from saved evaluations."""
 
@@ -42,9 +41,8 @@ def verified_answers_command(eval_dir, **options):
 
     EVAL_DIR comes from `akd eval --model M --benchmark mbpp --split train --out EVAL_DIR`.
     """
-    with user_errors():
-        config = build_config(VerifiedAnswersConfig, options)
-        report = verified_answers(eval_dir, config)
+    config = build_config(VerifiedAnswersConfig, options)
+    report = verified_answers(eval_dir, config)
     left_out = ", ".join(f"{n} {k}" for k, n in report["left_out"].items()) or "none"
     click.echo(f"{report['out']}: {report['kept']} of {report['n_tasks']} {report['benchmark']} "
                f"{report['split']} tasks kept (left out: {left_out}); counts in "

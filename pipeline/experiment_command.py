@@ -5,14 +5,16 @@ from pathlib import Path
 
 import click
 
+from common.settings import option_flag
 from inference.allocator import describe as describe_allocator
+from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
 from study.config import ExperimentConfig, load_config
 
 
-@click.group("experiment")
+@akd_group("experiment")
 def experiment_group():
     """The AKD experiment grid, version 2 (issue 13): template and lr chosen off the test sets,
     AKD off- and on-policy against CE, KD and RKD at a fine-tuning budget, MBPP-train answers,
@@ -27,9 +29,10 @@ def run_command(only, **options):
     from study.runner import run_grid
 
     click.echo(describe_allocator(), err=True)
-    with user_errors():
-        config = ExperimentConfig(**options)
-        states = run_grid(config, only=only, echo=click.echo)
+    config = ExperimentConfig(**options)
+    for role in ("teacher", "student"):
+        check_model_spec(getattr(config, role), option_flag(ExperimentConfig, role))
+    states = run_grid(config, only=only, echo=click.echo)
     echo_state_counts(states)
     if any(state == "failed" for state in states.values()):
         raise SystemExit(1)
@@ -56,9 +59,8 @@ def status_command(out_dir, keep_dir):
     """Which steps are done, running, failed or pending."""
     from study.plan import build_plan
 
-    with user_errors():
-        config = _load(out_dir, keep_dir)
-        echo_step_table(config.root, build_plan(config))
+    config = _load(out_dir, keep_dir)
+    echo_step_table(config.root, build_plan(config))
 
 
 @experiment_group.command("report")
@@ -69,8 +71,7 @@ def report_command(out_dir, keep_dir, results_dir):
     """Tables, paired tests and plots from the steps done so far."""
     from study.report import build_experiment_report
 
-    with user_errors():
-        build_experiment_report(_load(out_dir, keep_dir), Path(results_dir))
+    build_experiment_report(_load(out_dir, keep_dir), Path(results_dir))
     click.echo(f"report in {Path(results_dir) / 'report.md'}")
 
 
@@ -81,11 +82,10 @@ def keep_command(out_dir):
     each step finishes; this serves a grid begun before that, or one still running)."""
     from study.runner import keep_grid
 
-    with user_errors():
-        config = load_config(out_dir)
-        if not config.keep_dir:
-            raise click.UsageError(f"{out_dir}: the grid's keep_dir is empty: nowhere to keep it")
-        copied = keep_grid(config)
+    config = load_config(out_dir)
+    if not config.keep_dir:
+        raise click.UsageError(f"{out_dir}: the grid's keep_dir is empty: nowhere to keep it")
+    copied = keep_grid(config)
     click.echo(f"{copied} files kept in {config.keep_dir}")
 
 
@@ -97,9 +97,8 @@ def estimate_command(**options):
     from study.cost import estimate, expected_budget, total_hours
     from study.plan import build_plan
 
-    with user_errors():
-        config = ExperimentConfig(**options)
-        rows = estimate(config, build_plan(config), expected_budget(config))
+    config = ExperimentConfig(**options)
+    rows = estimate(config, build_plan(config), expected_budget(config))
     for row in rows:
         click.echo(f"{row['step']:34} {row['minutes']:6.1f} min  {row['basis']}")
     click.echo(f"total {total_hours(rows):.1f} h for {len(rows)} steps")

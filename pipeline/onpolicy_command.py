@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import click
 
+from common.settings import option_flag
+from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
 from study.onpolicy import OnPolicyConfig, load_config
 
 
-@click.group("onpolicy")
+@akd_group("onpolicy")
 def onpolicy_group():
     """Rounds of offline on-policy distillation: the student answers, the teacher scores those
     answers, the student trains on them; the next round starts from the new student."""
@@ -26,8 +28,10 @@ def run_command(only, **options):
     """
     from study.onpolicy_run import run_rounds
 
-    with user_errors():
-        states = run_rounds(OnPolicyConfig(**options), only=only, echo=click.echo)
+    config = OnPolicyConfig(**options)
+    for role in ("teacher", "student"):
+        check_model_spec(getattr(config, role), option_flag(OnPolicyConfig, role))
+    states = run_rounds(config, only=only, echo=click.echo)
     echo_state_counts(states)
     if any(state == "failed" for state in states.values()):
         raise SystemExit(1)
@@ -40,7 +44,6 @@ def status_command(out_dir):
     from study.onpolicy import build_rounds
     from study.onpolicy_summary import rounds_summary, summary_markdown
 
-    with user_errors():
-        config = load_config(out_dir)
-        echo_step_table(config.root, build_rounds(config))
-        click.echo("\n" + summary_markdown(rounds_summary(config)))
+    config = load_config(out_dir)
+    echo_step_table(config.root, build_rounds(config))
+    click.echo("\n" + summary_markdown(rounds_summary(config)))

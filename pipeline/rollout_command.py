@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import click
 
-from common.settings import build_config
+from common.settings import build_config, option_flag
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.teacher import RolloutConfig, run_rollout
 
 
-@click.command("rollout")
+@akd_command("rollout")
 @dataclass_options(RolloutConfig)
 @MODELS_DIR_OPTION
 def rollout_command(models_dir, **options):
@@ -20,6 +20,5 @@ def rollout_command(models_dir, **options):
     The teacher then scores those answers in a separate run:
     `akd teacher-cache --responses-from OUT ...`. Rerunning the same command resumes.
     """
-    with user_errors():
-        options["model"] = resolve_model(options["model"], models_dir)
-        run_rollout(build_config(RolloutConfig, options))
+    options["model"] = resolve_model(options["model"], models_dir, option_flag(RolloutConfig, "model"))
+    run_rollout(build_config(RolloutConfig, options))

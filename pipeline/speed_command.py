@@ -5,16 +5,16 @@ from pathlib import Path
 
 import click
 
-from common.settings import build_config
+from common.settings import build_config, option_flag
 from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.evaluate.speed import SPEED_FILE, SpeedConfig
 
 
-@click.command("speed")
+@akd_command("speed")
 @dataclass_options(SpeedConfig)
 @MODELS_DIR_OPTION
 def speed_command(models_dir, **options):
@@ -24,11 +24,10 @@ def speed_command(models_dir, **options):
     from stages.evaluate.speed import measure_speed
 
     click.echo(describe_allocator(), err=True)
-    with user_errors():
-        config = build_config(SpeedConfig, options)
-        config.model = resolve_model(config.model, models_dir)
-        config.out_dir = str(config.out_dir or Path("speed") / _name(config.model))
-        record = measure_speed(config)
+    config = build_config(SpeedConfig, options)
+    config.model = resolve_model(config.model, models_dir, option_flag(SpeedConfig, "model"))
+    config.out_dir = str(config.out_dir or Path("speed") / _name(config.model))
+    record = measure_speed(config)
     click.echo(f"{config.model}: {record['tokens_per_s']:.1f} tokens/s ({record['generated_tokens']} tokens "
                f"= {record['prompts']} prompts x {record['new_tokens']} in {record['seconds']:.1f} s, "
                f"{record['backend']}); {Path(config.out_dir) / SPEED_FILE}")

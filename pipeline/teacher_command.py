@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import click
 
-from common.settings import build_config
+from common.settings import build_config, option_flag
 from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
-from pipeline.errors import user_errors
+from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.teacher import TeacherCacheConfig
 
 
-@click.command("teacher-cache")
+@akd_command("teacher-cache")
 @dataclass_options(TeacherCacheConfig)
 @MODELS_DIR_OPTION
 def teacher_cache_command(models_dir, **options):
@@ -23,8 +23,9 @@ def teacher_cache_command(models_dir, **options):
     from stages.teacher import build_teacher_cache
 
     click.echo(describe_allocator(), err=True)
-    with user_errors():
-        options["model"] = resolve_model(options["model"], models_dir)
-        if options["student_tokenizer"]:
-            options["student_tokenizer"] = resolve_model(options["student_tokenizer"], models_dir)
-        build_teacher_cache(build_config(TeacherCacheConfig, options))
+    options["model"] = resolve_model(options["model"], models_dir, option_flag(TeacherCacheConfig, "model"))
+    if options["student_tokenizer"]:
+        options["student_tokenizer"] = resolve_model(options["student_tokenizer"], models_dir,
+                                                     option_flag(TeacherCacheConfig, "student_tokenizer"),
+                                                     weights=False)
+    build_teacher_cache(build_config(TeacherCacheConfig, options))

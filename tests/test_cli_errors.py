@@ -69,4 +69,4 @@ def test_cache_inspect_names_an_unreadable_shard_in_one_line(tmp_path):
     result = CliRunner().invoke(main, ["cache", "inspect", str(tmp_path), "--examples", "1"])
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
     last = result.output.strip().splitlines()[-1]
-    assert last.startswith("Error: CacheError: ") and shard.name in last, result.output
+    assert last.startswith("Error: CacheVerifyError: ") and shard.name in last, result.output

@@ -33,6 +33,7 @@ def parse(args: list[str], monkeypatch) -> DistillConfig:
     """The config `akd distill ARGS` would train (train itself replaced)."""
     seen = []
     monkeypatch.setattr("pipeline.distill_command.train", lambda config: seen.append(config) or {})
+    monkeypatch.setattr("pipeline.distill_command.resolve_model", lambda spec, *_, **__: spec)  # no model needed
     done = CliRunner().invoke(main, ["distill", *args], catch_exceptions=False)
     assert done.exit_code == 0, done.output
     assert len(seen) == 1

@@ -93,13 +93,14 @@ def test_a_batch_mixing_cache_versions_takes_a_version_1_tail_from_its_mass():
     assert collate([example(None)])["tail_logprob"] is None
 
 
-def test_caches_of_other_tokenizers_are_refused_in_one_line_naming_both(pair, tmp_path):
+def test_caches_of_other_tokenizers_are_refused_in_one_line_naming_both(pair, tmp_path, monkeypatch):
     other = random_cache(tmp_path / "other", examples=10, rows_per_shard=5, fingerprint="sha256:other")
     with pytest.raises(TokenizerMismatchError) as caught:
         open_mix([pair[0], str(other)])
     message = str(caught.value)
     assert "\n" not in message and pair[0] in message and str(other) in message
     assert "sha256:random" in message and "sha256:other" in message
+    monkeypatch.setattr("pipeline.distill_command.resolve_model", lambda spec, *_, **__: spec)  # no model needed
     done = CliRunner().invoke(main, ["distill", "--cache", pair[0], "--cache", str(other), "--student", "x/y",
                                      "--runs-dir", str(tmp_path / "runs")])
     assert done.exit_code == 1 and "different tokenizers" in done.output

@@ -96,8 +96,9 @@ def test_rerunning_a_finished_run_resumes_and_a_changed_option_is_refused(topk_c
     first = train(config)
     again = train(config)  # nothing left to train: same weights, same metrics
     assert again["steps"] == 2 and again["metrics"] == first["metrics"]
-    with pytest.raises(DistillConfigError, match="lr: the run in place has 0.001, this command has 0.002"):
+    with pytest.raises(DistillConfigError, match="lr: the run in place has 0.001, this command has 0.002") as caught:
         train(tiny_config(topk_cache, tiny_student, tmp_path, lr=2e-3))
+    assert str(caught.value).endswith("choose another --runs-dir")  # the option akd distill has
 
 
 def test_bf16_autocast_and_gradient_checkpointing_train(topk_cache, tiny_student, tmp_path):

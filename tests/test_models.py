@@ -148,13 +148,16 @@ def test_unknown_model_name_is_refused(tmp_path):
         build_model("gpt-5", tmp_path / "x")
 
 
-def test_resolve_model_maps_registry_names_and_passes_everything_else(tmp_path, no_download):
+def test_resolve_model_maps_registry_names_and_passes_everything_else(tmp_path, no_download, monkeypatch):
     models_dir = tmp_path / "models"
     write_marker(models_dir / TEACHER, REGISTRY[TEACHER].gguf_sha256)
     assert resolve_model(TEACHER, models_dir) == str(models_dir / TEACHER)
     local = tmp_path / "my-model"
     local.mkdir()
+    (local / "config.json").write_text("{}")
+    (local / "model.safetensors").write_bytes(b"")
     assert resolve_model(str(local), models_dir) == str(local)
+    monkeypatch.setattr("common.model_folders._hub_offline", lambda: False)  # the Hub client decides
     assert resolve_model("Qwen/Qwen2.5-Coder-7B-Instruct", models_dir) == "Qwen/Qwen2.5-Coder-7B-Instruct"
 
 

@@ -189,10 +189,10 @@ def run_cli(*args):
     return CliRunner().invoke(main, ["prune", *map(str, args)])
 
 
-def one_line_error(result, *fragments):
+def one_line_error(result, *fragments, kind="PruneError"):
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: PruneError: "), result.output
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {kind}: "), result.output
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
 
@@ -207,7 +207,8 @@ def test_cli_bad_keep_is_one_line(deep_source, tmp_path, keep, fragment):
 
 
 def test_cli_missing_source_is_one_line(tmp_path):
-    one_line_error(run_cli(tmp_path / "nowhere", tmp_path / "out"), str(tmp_path / "nowhere"))
+    one_line_error(run_cli(tmp_path / "nowhere", tmp_path / "out"), f"SOURCE {tmp_path / 'nowhere'}: no such folder",
+                   kind="ModelFolderError")
 
 
 def test_cli_refuses_to_overwrite_and_keeps_output_on_failure(deep_source, tmp_path):

@@ -44,12 +44,19 @@ def built(tiny_teacher, data_file, tmp_path_factory):
 
 
 def test_select_indices_splits_disjoint_and_covering():
-    for offset, limit, workers in [(0, None, 3), (5, 17, 4), (2, 0, 2), (7, 100, 1)]:
+    for offset, limit, workers in [(0, None, 3), (5, 17, 4), (2, 1, 2), (29, 100, 3), (7, 100, 1)]:
         parts = [list(select_indices(30, offset, limit, workers, w)) for w in range(workers)]
         flat = sorted(i for p in parts for i in p)
         stop = 30 if limit is None else min(30, offset + limit)
         assert flat == list(range(offset, stop))
         assert all(i % workers == w for w, p in enumerate(parts) for i in p)
+
+
+@pytest.mark.parametrize("offset, limit", [(30, None), (31, 5), (5, 0)])
+def test_a_selection_of_no_rows_is_refused_naming_the_dataset(offset, limit):
+    """It used to yield an empty range: an empty cache sealed, exit 0."""
+    with pytest.raises(TeacherConfigError, match=r"--offset .* selects no rows of --dataset d.json, which has 30"):
+        select_indices(30, offset, limit, 1, 0, source="d.json")
 
 
 def test_check_row_reasons():

@@ -64,9 +64,13 @@ class CacheMix:
         return {"sampling": "weights" if self.weighted else "sizes", "k": self.k,
                 "caches": [c.record() for c in self.caches]}
 
-    def check_shards(self, world: int, loader_workers: int) -> None:
-        """Every process, and every loader worker in it, reads its own shards of every cache."""
+    def check_shards(self, world: int, loader_workers: int, rank: int = 0) -> None:
+        """Every process, and every loader worker in it, reads its own shards of every cache;
+        each shard this rank reads is the file its manifest lists (size and sha256: a shard copied
+        in from another cache is refused before any step, not trained on)."""
         readers = max(1, loader_workers)
+        for cache in self.caches:
+            cache.reader.check_shards(cache.reader.shards_for(rank, world))
         for cache in self.caches:
             shards = len(cache.manifest.shards)
             if shards // world < readers:

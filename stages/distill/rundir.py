@@ -122,10 +122,10 @@ def _check_same_run(config_path: Path, record: dict) -> None:
     if diff is None and raw.get("layout", 1) < RECORD_LAYOUT:
         raise DistillConfigError(f"{where} holds a run begun before cache mixing (flat config.json, layout 1): "
                                  "its checkpoint's data position cannot be continued by this version; pass "
-                                 "--overwrite to start it again, or choose another --run-dir")
+                                 "--overwrite to start it again, or choose another --runs-dir")
     if diff:
         raise DistillConfigError(f"{where} holds a run with other settings ({diff}); rerun the same command "
-                                 "to resume it, or pass --overwrite, or choose another --run-dir")
+                                 "to resume it, or pass --overwrite, or choose another --runs-dir")
 
 
 def _cache_difference(saved: dict, current: dict) -> str | None:

@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from cache_schema import tokenizer_fingerprint
+from common.files import names_full_disk
 from common.machine import cpu_dtype
 
 from . import distributed
@@ -49,6 +50,7 @@ from .student_model import DistillStudent, check_tokenizer, load_model, load_tok
 
 FINAL_DIR = "final"
 SUMMARY_FILE = "summary.json"
+RESUME_HINT = "rerun the same command: it resumes from the last checkpoint"
 
 
 def train(config: DistillConfig) -> dict:
@@ -56,7 +58,7 @@ def train(config: DistillConfig) -> dict:
     config.validate()
     env = distributed.setup(config.device)
     try:
-        with _determinism(config):
+        with _determinism(config), names_full_disk(config.run_dir, RESUME_HINT):
             return _train(config, env)
     finally:
         distributed.teardown(env)
@@ -165,7 +167,7 @@ def _check_caches_and_student(config: DistillConfig, env, precision: str):
     anything is trained; then the run directory is made (or checked, to resume):
     (mix, tokenizer, vocab, checkpoint or None)."""
     mix = open_mix(config.caches, config.cache_weights)
-    mix.check_shards(env.world, config.num_workers)
+    mix.check_shards(env.world, config.num_workers, env.rank)
     tokenizer = load_tokenizer(config.student)
     vocab = check_tokenizer(tokenizer, mix.manifest, config.student)
     record = run_record(config, mix, tokenizer_fingerprint(tokenizer), vocab, env.world,

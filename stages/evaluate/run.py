@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.files import atomic_write
+from common.files import atomic_write, names_full_disk
 from inference import compute_dtype
 from stages.evaluate.datasets import load_tasks, mbpp_shots
 from stages.evaluate.errors import EvaluationError
@@ -49,6 +49,11 @@ def evaluate_model(config: EvalConfig, *, role: str = "student", meta: dict | No
     wraps instruct prompts; None = plain. `config.trust_model_code` allows running the answers
     without the namespace jail (see sandbox.py).
     """
+    with names_full_disk(config.out_dir, "rerun the same command: it reuses the answers already saved"):
+        return _evaluate(config, role, meta, engine, template, progress)
+
+
+def _evaluate(config: EvalConfig, role: str, meta: dict | None, engine, template, progress: bool) -> dict:
     model, mode, split, limit = config.model, config.mode, config.split, config.limit
     role = config.role or role
     if role not in ROLES:

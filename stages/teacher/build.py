@@ -6,12 +6,12 @@ import time
 from collections import Counter
 
 from cache_schema import FORMAT_VERSION, CachedExample, CacheWriter
+from common.files import names_full_disk
 from common.settings import option_values
 from inference.templates import get_template
 
 from .chunks import example_id, missing_samples, new_samples, open_engine, run_chunks, sample_chunk
-
-from .config import TeacherCacheConfig
+from .config import TeacherCacheConfig, TeacherConfigError
 from .identity import cache_identity, load_student_tokenizer
 from .prompts import PromptPair, build_prompts
 from .rows import iter_source_rows, open_dataset, select_indices
@@ -20,14 +20,20 @@ from .summary import RunStats, format_summary, make_summary
 
 __all__ = ["build_teacher_cache", "example_id"]
 log = logging.getLogger(__name__)
+RESUME_HINT = "rerun the same command: it resumes after the last complete shard"
 
 
 def build_teacher_cache(config: TeacherCacheConfig) -> dict:
     """Fill (or resume) the cache in config.out_dir; returns the run summary (also printed)."""
+    config.validate()
+    with names_full_disk(config.out_dir, RESUME_HINT):
+        return _build(config)
+
+
+def _build(config: TeacherCacheConfig) -> dict:
     from transformers import AutoConfig, AutoTokenizer
 
     start = time.perf_counter()
-    config.validate()
     # bad data fails before any work
     dataset, dataset_identity, bad_rows = open_dataset(config.data, config.output_field,
                                                        config.skip_bad_lines)
@@ -39,6 +45,18 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
     vocab_size = AutoConfig.from_pretrained(
         config.model, revision=config.engine.revision).get_text_config().vocab_size
     source = ResponseSource(config, dataset, tag, tokenizer) if config.responses_from else None
+    skipped: Counter = Counter()
+    indices = select_indices(len(dataset), config.data.offset, config.data.limit,
+                             config.num_workers, config.worker_index, source=config.data.dataset)
+    # Score mode needs room for one response token; generation for max_new_tokens.
+    room = 2 if source else config.sampling.max_new_tokens
+    pairs = build_prompts(iter_source_rows(dataset, indices, config.data, skipped, bad_rows), tokenizer,
+                          student_tokenizer, teacher_template, student_template,
+                          config.engine.max_model_len - room, skipped)
+    if indices and not pairs:  # refused before anything is written
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+        raise TeacherConfigError(f"--dataset {config.data.dataset}: none of the {len(indices)} selected rows "
+                                 f"is usable ({reasons})")
 
     writer = CacheWriter.open(
         config.out_dir, cache_identity(config, tokenizer, teacher_template, student_template,
@@ -52,14 +70,6 @@ def build_teacher_cache(config: TeacherCacheConfig) -> dict:
                     "v%d, --overwrite rewrites it as v%d", config.out_dir, writer.manifest.format_version,
                     writer.manifest.format_version, FORMAT_VERSION)
     done = set(writer.done_ids)
-    skipped: Counter = Counter()
-    indices = select_indices(len(dataset), config.data.offset, config.data.limit,
-                             config.num_workers, config.worker_index)
-    # Score mode needs room for one response token; generation for max_new_tokens.
-    room = 2 if source else config.sampling.max_new_tokens
-    pairs = build_prompts(iter_source_rows(dataset, indices, config.data, skipped, bad_rows), tokenizer,
-                          student_tokenizer, teacher_template, student_template,
-                          config.engine.max_model_len - room, skipped)
     if source:
         items = source.items(pairs, indices, len(dataset), config.engine.max_model_len, skipped)
         pending = [i for i in items if i.example_id not in done]

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 from cache_schema import tokenizer_fingerprint
+from common.files import names_full_disk
 from inference.templates import get_template
 
 from .chunks import missing_samples, new_samples, open_engine, run_chunks, sample_chunk
@@ -37,22 +38,28 @@ def rollout_identity(config: RolloutConfig, tokenizer, template, dataset_identit
 
 def run_rollout(config: RolloutConfig) -> dict:
     """Fill (or resume) the responses file config.out; returns the run summary (also printed)."""
+    config.validate()
+    with names_full_disk(config.out, "rerun the same command: it resumes after the last complete shard"):
+        return _rollout(config)
+
+
+def _rollout(config: RolloutConfig) -> dict:
     from transformers import AutoTokenizer
 
     start = time.perf_counter()
-    config.validate()
     sampling = config.sampling
     template = get_template(config.template, config.templates_file)
     tokenizer = AutoTokenizer.from_pretrained(config.model, revision=config.engine.revision)
     dataset, dataset_identity, bad_rows = open_dataset(config.data)  # rows as stage one reads them
     tag = dataset_identity["tag"]
+    indices = select_indices(len(dataset), config.data.offset, config.data.limit, 1, 0,
+                             source=config.data.dataset)  # none: refused before anything is written
     writer = ResponsesWriter.open(config.out, rollout_identity(config, tokenizer, template,
                                                                dataset_identity),
                                   overwrite=config.output.overwrite,
                                   rows_per_shard=config.output.rows_per_shard)
     done = set(writer.done_ids)
     skipped: Counter = Counter()
-    indices = select_indices(len(dataset), config.data.offset, config.data.limit, 1, 0)
     rows = iter_source_rows(dataset, indices, config.data, skipped, bad_rows)
     pairs = build_prompts(rows, tokenizer, tokenizer, template, template,
                           config.engine.max_model_len - sampling.max_new_tokens, skipped)

@@ -14,7 +14,7 @@ from pathlib import Path
 from common.files import file_sha256
 
 from .settings import DatasetSettings, TeacherConfigError
-from .source_files import first_line, load_local_file
+from .source_files import COMPRESSED_SUFFIXES, first_line, load_local_file
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class SourceRow:
 
 
 def _local_format(path: Path) -> str | None:
-    suffixes = [s for s in path.suffixes if s not in (".gz", ".zst", ".bz2", ".xz")]
+    suffixes = [s for s in path.suffixes if s not in COMPRESSED_SUFFIXES]
     return LOCAL_FORMATS.get(suffixes[-1]) if suffixes else None
 
 
@@ -125,9 +125,14 @@ def _hub_unreachable(err: BaseException) -> bool:
 
 
 def select_indices(num_rows: int, offset: int, limit: int | None, num_workers: int,
-                   worker_index: int) -> range:
-    """Rows offset..offset+limit of the dataset, then those with index % W == I."""
+                   worker_index: int, source: str = "the dataset") -> range:
+    """Rows offset..offset+limit of the dataset, then those with index % W == I.
+
+    A selection of no rows at all is refused (it would seal an empty cache and exit 0)."""
     stop = num_rows if limit is None else min(num_rows, offset + limit)
+    if stop <= offset:
+        raise TeacherConfigError(f"--offset {offset}{'' if limit is None else f' --limit {limit}'} selects "
+                                 f"no rows of --dataset {source}, which has {num_rows}: nothing to do")
     first = offset + (worker_index - offset) % num_workers
     return range(first, stop, num_workers)
 

@@ -24,6 +24,7 @@ from .config import TeacherConfigError
 SKIP_INVALID_JSON = "invalid_json"
 SKIP_NOT_OBJECT = "non_object_row"
 _BOM = b"\xef\xbb\xbf"
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst")  # what fsspec decompresses by suffix
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
                type(None): "null"}
 _NAMED_IN_WARNING = 5
@@ -184,6 +185,22 @@ def check_parquet_file(path: Path) -> None:
                                  f"(pyarrow: {first_line(err)})") from None
 
 
+def _scan_readable(path: Path) -> JsonScan:
+    """scan_json_file, with a damaged compressed file and a file of no rows refused in one line."""
+    try:
+        scan = scan_json_file(path)
+    except TeacherConfigError:
+        raise
+    except Exception as err:  # gzip/bz2/lzma/zstd each raise their own type (EOFError when cut short)
+        if not set(COMPRESSED_SUFFIXES).intersection(path.suffixes):
+            raise
+        raise TeacherConfigError(f"--dataset {path}: cannot decompress it, the file is cut short or damaged "
+                                 f"({type(err).__name__}: {first_line(err)})") from None
+    if scan.rows == 0:
+        raise TeacherConfigError(f"--dataset {path}: the file has no rows")
+    return scan
+
+
 def load_local_file(path: Path, builder: str, skip_bad_lines: bool):
     """(datasets.Dataset, {row index: skip reason}) of a local file; bad input raises one line
     naming the file and position, or with skip_bad_lines its rows are left empty and listed."""
@@ -194,7 +211,7 @@ def load_local_file(path: Path, builder: str, skip_bad_lines: bool):
     if builder == "parquet":
         check_parquet_file(path)
     else:
-        scan = scan_json_file(path)
+        scan = _scan_readable(path)
         if scan.bad and not skip_bad_lines:
             raise bad_rows_error(path, scan)
         if scan.bad and len(scan.bad) == scan.rows:
