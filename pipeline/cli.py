@@ -5,8 +5,6 @@ config and calls it. Stages and the cache contract stay importable without click
 """
 from __future__ import annotations
 
-import click
-
 from pipeline.cache_commands import cache_group
 from pipeline.distill_command import distill_command
 from pipeline.errors import akd_group

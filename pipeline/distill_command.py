@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import click
 
@@ -13,7 +12,7 @@ from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.distill import DistillConfig, train
 from stages.distill.losses import LOSS_KINDS, LossConfig
-from stages.distill.rundir import run_slug
+from stages.distill.run_folder import run_path
 
 
 @akd_command("distill")
@@ -33,7 +32,7 @@ def distill_command(students, losses, models_dir, runs_dir, **options):
     """
     click.echo(describe_allocator(), err=True)
     for student, loss in itertools.product(students, losses):
-        target = Path(runs_dir) / f"{run_slug(student)}-{loss}"
+        target = run_path(runs_dir, student, loss)
         config = DistillConfig.from_options({**options, "student": resolve_model(student, models_dir, "--student"),
                                              "kind": loss, "run_dir": str(target)})
         summary = train(config)

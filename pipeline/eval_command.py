@@ -11,7 +11,7 @@ from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
-from stages.distill.rundir import CONFIG_FILE, mix_name, read_run_record
+from stages.distill.run_folder import CONFIG_FILE, FINAL_DIR, mix_name, read_run_record
 from stages.evaluate import EvalConfig
 
 
@@ -52,7 +52,7 @@ def report_command(runs_dir, out_dir):
 def distill_run_meta(model_dir: Path) -> dict:
     """For a distill run's final/ folder: its loss, cache(s) and original student (else {})."""
     config_file = model_dir.parent / CONFIG_FILE
-    if model_dir.name != "final" or not config_file.exists():
+    if model_dir.name != FINAL_DIR or not config_file.exists():
         return {}
     record = read_run_record(config_file)  # a pre-mixing (flat) config.json too
     return {"loss": record["options"]["loss"]["kind"], "cache": mix_name(record["mix"]),

@@ -1,8 +1,6 @@
 """`akd rollout`: a model answers the stage-one prompts into a responses file for score mode."""
 from __future__ import annotations
 
-import click
-
 from common.settings import build_config, option_flag
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options

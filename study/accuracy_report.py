@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from study.chart import bar_chart
 from stages.evaluate.errors import EvaluationError
-from stages.evaluate.run import SUMMARY_KIND
+from stages.evaluate.eval_folder import SUMMARY_FILE, SUMMARY_KIND
+from study.chart import bar_chart
 
 DEFINITIONS = (
     "pass@1: greedy decoding, one sample per task, its tests run in the sandbox. "
@@ -27,7 +27,7 @@ def find_summaries(runs_dir: Path) -> list[dict]:
     """Every evaluation summary under runs_dir, with `name` (its folder, relative)."""
     runs_dir = Path(runs_dir)
     found = []
-    for path in sorted(runs_dir.rglob("summary.json")):
+    for path in sorted(runs_dir.rglob(SUMMARY_FILE)):
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:

@@ -17,18 +17,15 @@ import json
 from pathlib import Path
 
 from common.settings import to_cli_args
-from stages.distill.checkpoint import CHECKPOINTS_DIR, MODEL_DIR
-from stages.distill.rundir import run_slug
-from stages.distill.trainer import FINAL_DIR
+from stages.distill.run_folder import CHECKPOINTS_DIR, FINAL_DIR, checkpoint_model, run_path, run_slug
 from stages.evaluate.config import EvalConfig
 from stages.evaluate.speed import SpeedConfig
 from stages.teacher import TeacherCacheConfig
 from study import onpolicy
 from study.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
-from study.choices import (choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice)
+from study.choices import choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice
 from study.config import PLAIN, ExperimentConfig, split_list
-from study.steps import (Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole,
-                         whole_when_known)
+from study.steps import Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole, whole_when_known
 
 TEST = ("humaneval", "mbpp")  # the test split's benchmarks
 FULL_ARMS = ("akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "akd-mbpp")
@@ -65,7 +62,7 @@ class Grid:
         return self.root / "evals" / model / split
 
     def run_dir(self, arm: str, student: str, loss: str) -> Path:
-        return self.root / "runs" / arm / f"{run_slug(student)}-{loss}"  # as `akd distill` names it
+        return run_path(self.root / "runs" / arm, student, loss)
 
     # ---- the plan ----
     def steps(self) -> list[Step]:
@@ -208,7 +205,7 @@ class Grid:
                                           needs=("prune-small", "budget"), meta={"size": "small"},
                                           keep_checkpoints=bool(midpoint)))
             if midpoint:
-                checkpoint = lambda run=run: run / CHECKPOINTS_DIR / f"step-{self.budget().small_midpoint:07d}" / MODEL_DIR
+                checkpoint = lambda run=run: checkpoint_model(run, self.budget().small_midpoint)
                 steps.append(self._eval_step(f"eval-{model}-mid", model, checkpoint, "mid", tuple(midpoint),
                                              role="distilled", needs=(f"train-{model}",),
                                              meta={"size": "small", "checkpoint": "mid"}, dtype="bfloat16",

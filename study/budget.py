@@ -15,8 +15,6 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from common.files import atomic_write_json
 from common.settings import default_of, option_fields
 from stages.distill.config import DistillConfig
@@ -93,25 +91,10 @@ def _run_budget(config: ExperimentConfig, steps: int, *, checkpoint_every: int, 
 def measure_cache(cache_dir: Path, config: ExperimentConfig) -> tuple[int, int]:
     """(training examples, micro-batches of one pass) of a cache, packed as `akd distill` packs
     it under the grid's token budget and packing settings (seeded, so the same every time)."""
-    from cache_schema import CacheReader
-    from stages.distill.batching import fit_example, pack_by_budget
-    from stages.distill.data import is_held_out
+    from stages.distill.planning import one_pass
 
-    packing = packing_settings(config)
-    examples = []
-    for record in CacheReader(cache_dir).iter_examples():
-        if is_held_out(record.example_id, packing["eval_fraction"]):
-            continue
-        example, _ = fit_example(record, packing["max_seq_len"])
-        if example is not None:
-            examples.append(example)
-    order = np.random.default_rng(config.seed).permutation(len(examples))
-    pool = packing["sort_pool"]
-    micro_batches = 0
-    for start in range(0, len(order), pool):
-        chunk = [examples[i] for i in order[start:start + pool]]
-        micro_batches += len(pack_by_budget(chunk, config.max_batch_tokens, packing["max_batch_examples"]))
-    return len(examples), micro_batches
+    return one_pass(cache_dir, **packing_settings(config), max_batch_tokens=config.max_batch_tokens,
+                    seed=config.seed)
 
 
 def packing_settings(config: ExperimentConfig) -> dict:

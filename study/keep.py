@@ -13,11 +13,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from stages.distill.checkpoint import CHECKPOINTS_DIR
-from stages.distill.trainer import FINAL_DIR
+from stages.distill.run_folder import WEIGHT_DIRS
 from study.config import ExperimentError
 
-WEIGHT_DIRS = (FINAL_DIR, CHECKPOINTS_DIR)  # a run's model folders: rebuilt, never kept
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 MAX_KEPT_MB = 40  # one file; a cache shard or an evaluation's answers are a few MB
 

@@ -20,11 +20,9 @@ from pathlib import Path
 
 from common.settings import option_default, setting, to_cli_args
 from inference import BACKENDS
-from stages.distill.checkpoint import CHECKPOINTS_DIR
 from stages.distill.config import DistillConfig
-from stages.distill.losses import LOSS_KINDS, LossConfig
-from stages.distill.rundir import run_slug
-from stages.distill.trainer import FINAL_DIR
+from stages.distill.losses.config import LOSS_KINDS, LossConfig
+from stages.distill.run_folder import CHECKPOINTS_DIR, FINAL_DIR, run_path
 from stages.teacher import ResponsesFile, ResponsesFileError, RolloutConfig, TeacherCacheConfig
 from study.config import ExperimentError, load_settings, save_or_check_settings, split_list
 from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole
@@ -131,7 +129,7 @@ class Round:
 
     @property
     def run(self) -> Path:
-        return self.runs_dir / f"{run_slug(self.student)}-{self.loss}"  # as `akd distill` names it
+        return run_path(self.runs_dir, self.student, self.loss)
 
     @property
     def final(self) -> Path:

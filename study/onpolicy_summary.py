@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stages.evaluate.eval_folder import read_summary as read_eval_summary
 from stages.teacher.responses_file import HEADER_NAME as RESPONSES_HEADER
 from study.onpolicy import OnPolicyConfig, Round, original_eval_dir, rounds_of
 from study.results import heldout_fidelity, load_metrics
@@ -107,10 +108,10 @@ def _responses(folder: Path) -> int | None:
 
 
 def _pass_at_1(eval_dir: Path) -> dict | None:
-    path = Path(eval_dir) / "summary.json"
-    if not path.exists():
+    summary = read_eval_summary(eval_dir)
+    if summary is None:
         return None
-    return {name: scores.get("pass@1") for name, scores in json.loads(path.read_text())["benchmarks"].items()}
+    return {name: scores.get("pass@1") for name, scores in summary["benchmarks"].items()}
 
 
 def _format_pass(scores: dict) -> str:

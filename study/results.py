@@ -2,36 +2,35 @@
 training metrics. Everything the report shows comes through here."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from stages.distill.metrics import METRICS_FILE, read_metrics
-from stages.distill.rundir import read_run_record
-from stages.distill.rundir import CONFIG_FILE as RUN_CONFIG_FILE
-from stages.distill.trainer import SUMMARY_FILE as RUN_SUMMARY_FILE
+from stages.distill.run_folder import CONFIG_FILE as RUN_CONFIG_FILE
+from stages.distill.run_folder import read_metrics, read_run_record
+from stages.distill.run_folder import read_summary as read_run_summary
+from stages.evaluate.eval_folder import SUMMARY_FILE as EVAL_SUMMARY_FILE
+from stages.evaluate.eval_folder import read_results, results_path
+from stages.evaluate.eval_folder import read_summary as read_eval_summary
 from study.config import ExperimentError
 
 
 def load_summary(eval_dir: Path) -> dict:
-    path = Path(eval_dir) / "summary.json"
-    if not path.exists():
-        raise ExperimentError(f"{path} is missing: that evaluation has not finished")
-    return json.loads(path.read_text())
+    summary = read_eval_summary(eval_dir)
+    if summary is None:
+        raise ExperimentError(f"{Path(eval_dir) / EVAL_SUMMARY_FILE} is missing: that evaluation has not finished")
+    return summary
 
 
 def load_passes(eval_dir: Path, benchmark: str) -> dict[str, bool]:
     """task id -> whether its first (greedy) answer passed, for paired comparisons."""
-    path = Path(eval_dir) / benchmark / "results.jsonl"
-    if not path.exists():
-        raise ExperimentError(f"{path} is missing: that evaluation has not finished")
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_results(eval_dir, benchmark)
+    if rows is None:
+        raise ExperimentError(f"{results_path(eval_dir, benchmark)} is missing: that evaluation has not finished")
     return {row["task_id"]: row["statuses"][0] == "passed" for row in rows}
 
 
 def load_metrics(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl records, or none where the run has not started."""
-    return read_metrics(run_dir) if (Path(run_dir) / METRICS_FILE).exists() else []
+    return read_metrics(run_dir)
 
 
 def heldout_fidelity(run_dir: Path) -> dict | None:
@@ -105,5 +104,4 @@ def _template_name(template) -> str | None:
 
 
 def run_summary(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / RUN_SUMMARY_FILE
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_run_summary(run_dir)

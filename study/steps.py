@@ -49,8 +49,9 @@ def cache_is_whole(cache_dir: Path) -> bool:
 
 
 def run_is_whole(run_dir: Path, steps: int) -> bool:
-    from stages.distill.trainer import FINAL_DIR, SUMMARY_FILE
     from transformers.utils import CONFIG_NAME  # final/ is a saved HF model folder
+
+    from stages.distill.run_folder import FINAL_DIR, SUMMARY_FILE
 
     summary = run_dir / SUMMARY_FILE
     return ((run_dir / FINAL_DIR / CONFIG_NAME).exists() and summary.exists()
@@ -59,8 +60,7 @@ def run_is_whole(run_dir: Path, steps: int) -> bool:
 
 def run_is_kept(run_dir: Path, steps: int) -> bool:
     """A finished run's record without its weights (study/keep.py): summary and metrics."""
-    from stages.distill.metrics import METRICS_FILE
-    from stages.distill.trainer import SUMMARY_FILE
+    from stages.distill.run_folder import METRICS_FILE, SUMMARY_FILE
 
     summary = run_dir / SUMMARY_FILE
     return ((run_dir / METRICS_FILE).exists() and summary.exists()
@@ -68,10 +68,11 @@ def run_is_kept(run_dir: Path, steps: int) -> bool:
 
 
 def eval_is_whole(out: Path, benchmarks: list[str], split: str) -> bool:
-    path = out / "summary.json"
-    if not path.exists():
+    from stages.evaluate.eval_folder import read_summary
+
+    summary = read_summary(out)
+    if summary is None:
         return False
-    summary = json.loads(path.read_text())
     return summary.get("split") == split and all(b in summary.get("benchmarks", {}) for b in benchmarks)
 
 

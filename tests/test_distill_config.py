@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from distill_cache import random_cache
 
 from common.settings import option_fields, to_cli_args
-from distill_cache import random_cache
 from pipeline.cli import main
 from pipeline.eval_command import distill_run_meta
 from stages.distill import DistillConfig, DistillConfigError
@@ -16,7 +16,8 @@ from stages.distill.config import BatchingConfig
 from stages.distill.distributed import DistEnv
 from stages.distill.losses import LossConfig
 from stages.distill.mixing import open_mix
-from stages.distill.rundir import CONFIG_FILE, prepare_run_dir, run_record
+from stages.distill.run_folder import CONFIG_FILE
+from stages.distill.rundir import prepare_run_dir, run_record
 
 FLAT_CONFIG = Path(__file__).parent / "fixtures" / "flat_config.json"  # written by akd 575374e
 ENV = DistEnv(rank=0, world=1, local_rank=0, device=None)
@@ -157,7 +158,7 @@ def test_a_run_from_before_precision_resumes_under_the_precision_it_trained_in(c
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / CONFIG_FILE).write_text(json.dumps({**record, "options": {**options, "bf16": True}}))
     (tmp_path / "run" / "checkpoints" / "step-0000001").mkdir(parents=True)  # something to resume
-    from stages.distill.rundir import read_run_record
+    from stages.distill.run_folder import read_run_record
     assert read_run_record(tmp_path / "run" / CONFIG_FILE)["options"]["precision"] == "bf16"
     as_float32 = DistillConfig.from_options({"caches": caches, "run_dir": str(tmp_path / "run"),
                                              "precision": "float32"})
@@ -167,6 +168,7 @@ def test_a_run_from_before_precision_resumes_under_the_precision_it_trained_in(c
 
 def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch):
     import torch
+
     from stages.distill import trainer
 
     config = DistillConfig.from_options({"caches": ["c"]})

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from stages.evaluate.errors import EvaluationError
+from stages.evaluate.eval_folder import SUMMARY_KIND
 from study.accuracy_report import build_report, compare, find_summaries
-from stages.evaluate.run import SUMMARY_KIND
 
 
 def _write(runs, folder, role, he, mbpp, **meta):

@@ -4,9 +4,10 @@ from types import SimpleNamespace
 
 from stages.distill.config import DistillConfig
 from stages.distill.mixing import CacheMix, MixedCache
-from stages.distill.rundir import CONFIG_FILE, run_record
-from study.config import ExperimentConfig
+from stages.distill.run_folder import CONFIG_FILE
+from stages.distill.rundir import run_record
 from study.budget import BUDGET_FILE
+from study.config import ExperimentConfig
 from study.plan import build_plan
 from study.report import run_settings
 from study.tables import markdown_report

@@ -20,9 +20,8 @@ from safetensors import SafetensorError
 from common.files import replace_dir
 
 from .errors import SaveError
+from .run_folder import CHECKPOINT_MODEL_DIR, CHECKPOINTS_DIR, checkpoint_name
 
-CHECKPOINTS_DIR = "checkpoints"
-MODEL_DIR = "model"
 STATE_FILE = "trainer_state.pt"
 STEP_RE = re.compile(r"^step-(\d{7})$")
 
@@ -54,10 +53,10 @@ def save_checkpoint(run_dir, step: int, model, state_dict: dict, tokenizer, trai
     """Write checkpoint `step` atomically, then delete all but the newest `keep`."""
     root = Path(run_dir) / CHECKPOINTS_DIR
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:07d}"
+    final = root / checkpoint_name(step)
 
     def write(tmp: Path) -> None:
-        save_hf_folder(model, state_dict, tokenizer, tmp / MODEL_DIR)
+        save_hf_folder(model, state_dict, tokenizer, tmp / CHECKPOINT_MODEL_DIR)
         torch.save(trainer_state, tmp / STATE_FILE)
 
     _atomic_dir(final, write)

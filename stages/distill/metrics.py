@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from . import distributed
+from .run_folder import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
 # the loss's statistics a train record holds: means over the step's response tokens
 TRAIN_STATS = ("loss", "fkl", "rkl", "head_weight", "top1_agreement", "ce", "teacher_topk_mass",
                "student_topk_mass")
@@ -124,11 +124,6 @@ class MetricsLog:
             if record["split"] == split:
                 return record
         return {}
-
-
-def read_metrics(run_dir) -> list[dict]:
-    path = Path(run_dir) / METRICS_FILE
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_metrics(records: list[dict], out_dir) -> list[Path]:

@@ -1,4 +1,5 @@
-"""The run directory: config.json with every option and the cache's capture settings.
+"""Writing the run directory: config.json with every option and the cache's capture settings
+(its layout and readers: run_folder.py).
 
 A run directory holds one run. Rerunning the same command resumes it; a command with
 other options is refused (naming the option) unless --overwrite wipes the directory.
@@ -6,26 +7,18 @@ other options is refused (naming the option) unless --overwrite wipes the direct
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
-from cache_schema.manifest import software_versions
 from common.files import atomic_write_json
+from common.machine import software_versions
 
 from . import distributed
 from .checkpoint import latest_checkpoint, remove_interrupted_saves
-from .config import DistillConfig, nested_location, resume_difference
+from .config import DistillConfig, resume_difference
 from .errors import DistillConfigError
 from .mixing import CacheMix
-
-CONFIG_FILE = "config.json"
-RECORD_LAYOUT = 2  # 2: nested options and a cache mix; 1 (no `layout` key): flat options, one cache
-
-
-def run_slug(spec: str) -> str:
-    """The folder name a student's runs get: its last path part, made file-name safe."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.rstrip("/")).name)
+from .run_folder import CONFIG_FILE, RECORD_LAYOUT, upgrade_record
 
 
 def run_record(config: DistillConfig, mix: CacheMix, student_fingerprint: str, vocab: int, world: int,
@@ -45,49 +38,6 @@ def run_record(config: DistillConfig, mix: CacheMix, student_fingerprint: str, v
                          "per_rank_micro_batches": config.grad_accum},
         "software": software_versions(),
     }
-
-
-def read_run_record(path: Path) -> dict:
-    """A run's config.json, a pre-mixing (flat) one brought to today's layout."""
-    return upgrade_record(json.loads(Path(path).read_text()))
-
-
-def mix_name(mix: dict) -> str:
-    """What a report calls a run's data: the cache's path, or each cache's with its share."""
-    caches = mix["caches"]
-    if len(caches) == 1:
-        return caches[0]["path"]
-    return " + ".join(f"{c['path']} ({c['probability']:.2f})" for c in caches)
-
-
-def upgrade_record(record: dict) -> dict:
-    """The flat layout (one `cache`, loss options beside the others, `loss` stored twice) in
-    today's nested one: options.loss.*, options.batching.*, options.caches, mix.caches; a run
-    from before --precision (`bf16`: true or false) as the precision it trained in."""
-    options = record.get("options", {})
-    if "bf16" in options:
-        precision = "bf16" if options["bf16"] else "float32"
-        record = {**record, "options": {k: v for k, v in options.items() if k != "bf16"} | {"precision": precision}}
-    if record.get("layout", 1) >= RECORD_LAYOUT:
-        return record
-    flat = dict(record.get("options", {}))
-    renamed = {"loss": "kind", "loss_chunk_size": "chunk_size"}
-    options: dict = {}
-    where = nested_location()
-    for key, value in flat.items():
-        if key == "cache_dir":
-            options["caches"], options["cache_weights"] = [value], []
-            continue
-        dotted = where.get(renamed.get(key, key), key)
-        outer, _, inner = dotted.rpartition(".")
-        (options.setdefault(outer, {}) if outer else options)[inner] = value
-    if isinstance(record.get("loss"), dict) and "eps" in record["loss"]:
-        options.setdefault("loss", {})["eps"] = record["loss"]["eps"]
-    upgraded = {k: v for k, v in record.items() if k not in ("options", "loss", "cache")}
-    cache = record.get("cache")
-    mix = {"sampling": "sizes", "k": cache.get("k"),
-           "caches": [{**cache, "label": Path(cache.get("path", "")).name, "probability": 1.0}]} if cache else None
-    return {**upgraded, "layout": RECORD_LAYOUT, "options": options, "mix": mix}
 
 
 def prepare_run_dir(config: DistillConfig, record: dict, env) -> Path | None:

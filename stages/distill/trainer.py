@@ -37,19 +37,18 @@ from common.files import names_full_disk
 from common.machine import cpu_dtype
 
 from . import distributed
-from .checkpoint import (MODEL_DIR, latest_checkpoint, load_trainer_state, rng_state, save_checkpoint,
-                         save_final, set_rng_state)
+from .checkpoint import (latest_checkpoint, load_trainer_state, rng_state, save_checkpoint, save_final,
+                         set_rng_state)
 from .config import DistillConfig
 from .data import BatchStream, DataPosition, heldout_batches, move_batch, sum_counts
 from .errors import DistillConfigError, NonFiniteLossError
 from .heldout import evaluate
 from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics, pool_eval
 from .mixing import CacheMix, open_mix
+from .run_folder import CHECKPOINT_MODEL_DIR, FINAL_DIR, SUMMARY_FILE
 from .rundir import prepare_run_dir, run_record
 from .student_model import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
-FINAL_DIR = "final"
-SUMMARY_FILE = "summary.json"
 RESUME_HINT = "rerun the same command: it resumes from the last checkpoint"
 
 
@@ -177,7 +176,7 @@ def _check_caches_and_student(config: DistillConfig, env, precision: str):
 
 def _build_student(config: DistillConfig, env, vocab: int, resume_from):
     """The student (from the checkpoint when resuming) with its loss, on the device, wrapped for DDP/FSDP2."""
-    model = load_model(str(resume_from / MODEL_DIR) if resume_from else config.student)
+    model = load_model(str(resume_from / CHECKPOINT_MODEL_DIR) if resume_from else config.student)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     module = DistillStudent(model, config.loss, vocab).to(env.device)

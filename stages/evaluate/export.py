@@ -41,10 +41,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import atomic_write as write_atomic
 from common.settings import setting
 from stages.evaluate.datasets import CHECKSUMS, HARNESS
 from stages.evaluate.errors import EvaluationError
-from common.files import atomic_write as write_atomic
+from stages.evaluate.eval_folder import read_summary
 from stages.evaluate.saved import SavedBenchmark, load_benchmark, saved_benchmarks
 
 INDEX_FILE = "samples.json"
@@ -131,8 +132,7 @@ def _index(out_dir: Path, eval_dir: Path, saved: list[SavedBenchmark]) -> dict:
     if len(models) != 1:
         raise EvaluationError(f"{eval_dir}: benchmarks answered by different models {sorted(map(str, models))}")
     model = models.pop()
-    summary_file = eval_dir / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = read_summary(eval_dir) or {}
     path = out_dir / INDEX_FILE
     if path.exists():
         try:

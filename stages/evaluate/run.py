@@ -1,13 +1,7 @@
 """Evaluate one model on HumanEval/MBPP: generate (or reuse) answers, run them, save it all.
 
-Layout under `out_dir` (one per model):
-  summary.json                  the model's scores on every benchmark, role and run metadata
-  <benchmark>/generation.json   the settings the answers were generated with, and the
-                                engine, tokens and seconds it took (tokens/s)
-  <benchmark>/generations.jsonl one line per task: prompt, raw answers, finish reasons
-  <benchmark>/results.jsonl     one line per task: statuses, messages, extracted solutions
-  <benchmark>/summary.json      that benchmark's scores
-A rerun with the same settings reuses generations.jsonl and only re-executes the code.
+One folder per model, laid out as eval_folder.py says. A rerun with the same settings reuses
+generations.jsonl and only re-executes the code.
 
 Each benchmark's summary carries `generation`: generated tokens, the wall seconds of the
 engine's batched generate call and their ratio (tokens/s), with the engine (backend, dtype,
@@ -24,17 +18,24 @@ from pathlib import Path
 
 from common.files import atomic_write, names_full_disk
 from inference import compute_dtype
+from stages.evaluate.config import ROLES, EvalConfig
 from stages.evaluate.datasets import load_tasks, mbpp_shots
 from stages.evaluate.errors import EvaluationError
+from stages.evaluate.eval_folder import (
+    BENCHMARK_SUMMARY_KIND,
+    GENERATION_FILE,
+    GENERATIONS_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    SUMMARY_KIND,
+)
 from stages.evaluate.generate import GenerationSettings, generate_answers
 from stages.evaluate.model_size import parameter_count
-from stages.evaluate.config import ROLES, EvalConfig
 from stages.evaluate.prompts import build_prompt
 from stages.evaluate.sandbox import Sandbox
 from stages.evaluate.score import score_answers, summarize
 
 log = logging.getLogger(__name__)
-SUMMARY_KIND = "akd-eval"
 # Settings that change the answers: a saved generation is reused only if all of them match.
 _GENERATION_KEYS = ("model", "mode", "split", "task_ids", "max_new_tokens", "temperature",
                     "n_samples", "seed", "template")
@@ -95,7 +96,7 @@ def _evaluate(config: EvalConfig, role: str, meta: dict | None, engine, template
         log.info("%s %s pass@1 = %.4f", model, plan.name, per_benchmark[plan.name]["pass@1"])
     n_samples, temperature, max_new_tokens = settings.n_samples, settings.temperature, settings.max_new_tokens
     backend = config.backend
-    benchmarks = {**_earlier_benchmarks(out_dir / "summary.json", model, mode, split, n_samples,
+    benchmarks = {**_earlier_benchmarks(out_dir / SUMMARY_FILE, model, mode, split, n_samples,
                                         temperature, max_new_tokens, template_name),
                   **per_benchmark}
     summary = {
@@ -106,7 +107,7 @@ def _evaluate(config: EvalConfig, role: str, meta: dict | None, engine, template
         "parameters": parameter_count(model), "generation": _total_generation(benchmarks),
         "benchmarks": benchmarks,
     }
-    _write_json(out_dir / "summary.json", summary)
+    _write_json(out_dir / SUMMARY_FILE, summary)
     return summary
 
 
@@ -150,13 +151,13 @@ def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_eng
     figures: see generation_figures)."""
     records = _saved_generations(bench_dir, plan.wanted)
     if records is not None:
-        saved = json.loads((bench_dir / "generation.json").read_text())
+        saved = json.loads((bench_dir / GENERATION_FILE).read_text())
         return records, generation_figures(records, saved.get("generation_s"), saved)
     records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings,
                                         progress=f"{plan.name} answers" if progress else None)
     figures = generation_figures(records, seconds, engine_info)
-    _write_jsonl(bench_dir / "generations.jsonl", records)
-    _write_json(bench_dir / "generation.json", {**plan.wanted, **figures})
+    _write_jsonl(bench_dir / GENERATIONS_FILE, records)
+    _write_json(bench_dir / GENERATION_FILE, {**plan.wanted, **figures})
     return records, figures
 
 
@@ -188,13 +189,13 @@ def _score(plan: _Plan, records: list, bench_dir: Path, settings: GenerationSett
     stops = plan.prompts[0].stops if plan.prompts else ()
     results, seconds = score_answers(plan.tasks, records, plan.mode, stops, sandbox,
                                      n_samples=settings.n_samples, progress=progress)
-    _write_jsonl(bench_dir / "results.jsonl", results)
+    _write_jsonl(bench_dir / RESULTS_FILE, results)
     summary = {"benchmark": plan.name, **summarize(results),
                "skipped": sum(1 for r in records if r["skipped"]),
                "length_cut": sum(s["finish_reason"] == "length"
                                  for r in records for s in r["samples"]),
                "execution_s": round(seconds, 2), "generation": generation}
-    _write_json(bench_dir / "summary.json", {"kind": f"{SUMMARY_KIND}-benchmark",
+    _write_json(bench_dir / SUMMARY_FILE, {"kind": BENCHMARK_SUMMARY_KIND,
                                              "model": plan.wanted["model"], "mode": plan.mode,
                                              **summary})
     return summary
@@ -202,7 +203,7 @@ def _score(plan: _Plan, records: list, bench_dir: Path, settings: GenerationSett
 
 def _saved_generations(bench_dir: Path, wanted: dict) -> list[dict] | None:
     """The saved answers if they were made with `wanted`; None if there are none."""
-    gen_file, settings_file = bench_dir / "generations.jsonl", bench_dir / "generation.json"
+    gen_file, settings_file = bench_dir / GENERATIONS_FILE, bench_dir / GENERATION_FILE
     if not gen_file.exists() or not settings_file.exists():
         return None
     saved = json.loads(settings_file.read_text())

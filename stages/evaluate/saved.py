@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stages.evaluate.errors import EvaluationError
+from stages.evaluate.eval_folder import GENERATION_FILE, GENERATIONS_FILE, RESULTS_FILE, scored_benchmarks
 
 
 @dataclass(frozen=True)
@@ -32,24 +33,24 @@ def saved_benchmarks(eval_dir: str | Path) -> list[str]:
     folder = Path(eval_dir)
     if not folder.is_dir():
         raise EvaluationError(f"{folder}: no such evaluation folder")
-    return sorted(p.parent.name for p in folder.glob("*/results.jsonl"))
+    return scored_benchmarks(folder)
 
 
 def load_benchmark(eval_dir: str | Path, name: str) -> SavedBenchmark:
     folder = Path(eval_dir) / name
-    if not (folder / "results.jsonl").exists():
+    if not (folder / RESULTS_FILE).exists():
         found = saved_benchmarks(eval_dir)
         raise EvaluationError(f"{folder}/results.jsonl is missing: {name} was not scored there "
                               f"(scored: {', '.join(found) or 'none'})")
-    settings_file = folder / "generation.json"
+    settings_file = folder / GENERATION_FILE
     if not settings_file.exists():
         raise EvaluationError(f"{settings_file} is missing: cannot tell how the answers were made")
     try:
         settings = json.loads(settings_file.read_text())
     except ValueError as exc:
         raise EvaluationError(f"{settings_file}: not JSON ({exc})") from None
-    generations = read_jsonl(folder / "generations.jsonl")
-    results = read_jsonl(folder / "results.jsonl")
+    generations = read_jsonl(folder / GENERATIONS_FILE)
+    results = read_jsonl(folder / RESULTS_FILE)
     ids = [r.get("task_id") for r in results]
     if [g.get("task_id") for g in generations] != ids:
         raise EvaluationError(f"{folder}: generations.jsonl and results.jsonl hold different tasks "

@@ -120,6 +120,6 @@ def _threads() -> int:
 
 
 def _software() -> dict:
-    from cache_schema.manifest import software_versions
+    from common.machine import software_versions
 
     return software_versions()

@@ -26,11 +26,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.files import atomic_write as write_atomic
 from common.settings import setting
 from stages.evaluate.datasets import load_tasks
 from stages.evaluate.errors import EvaluationError
+from stages.evaluate.eval_folder import GENERATION_FILE
 from stages.evaluate.prompts import build_prompt
-from common.files import atomic_write as write_atomic
 from stages.evaluate.saved import load_benchmark
 
 TRAINING_SPLITS = ("train",)  # the only MBPP split meant for training
@@ -54,7 +55,7 @@ def meta_path(out: str | Path) -> Path:
 def verified_answers(eval_dir: str | Path, config: VerifiedAnswersConfig) -> dict:
     """Write config.out (and its .meta.json); returns the counts written there."""
     saved = load_benchmark(eval_dir, config.benchmark)
-    where = saved.folder / "generation.json"
+    where = saved.folder / GENERATION_FILE
     if saved.split not in TRAINING_SPLITS:
         raise EvaluationError(f"{where}: split {saved.split!r}; training answers must come from "
                               f"the train split (akd eval --split train), never from tasks "
