@@ -172,3 +172,23 @@ def option_flag(cls, name: str) -> str:
         if field.name == name:
             return flag_of(field)
     raise KeyError(f"{cls.__name__} has no option {name!r}")
+
+
+def unknown_options(cls, options: dict) -> list[str]:
+    """The names in `options` that are no option of `cls`'s command (nested ones included), sorted."""
+    return sorted(set(options) - {field.name for _, field in option_fields(cls)})
+
+
+def choice_problems(config) -> list[str]:
+    """One line per setting of `config` (nested configs included) whose value is not one of the
+    choices its field declares: `--device must be one of auto, cpu, cuda, got 'tpu'`."""
+    problems = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            problems += choice_problems(value)
+            continue
+        choices = field.metadata.get("choices")
+        if choices and value not in choices:
+            problems.append(f"{flag_of(field)} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return problems

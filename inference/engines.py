@@ -29,7 +29,7 @@ def _vllm_runs_on_cpu() -> bool:
 
 
 def load_engine(model: str, *, backend: str = "vllm", max_model_len: int = 4096,
-                tensor_parallel_size: int = 1, dtype: str = "auto", max_logprobs: int = 20,
+                tensor_parallel_size: int = 1, dtype: str = "auto", max_logprobs: int = 0,
                 seed: int = 0, batch_size: int = 8, revision: str | None = None,
                 gpu_memory_utilization: float | None = None,
                 enforce_eager: bool = False) -> Engine:

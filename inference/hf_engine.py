@@ -18,7 +18,7 @@ class HfEngine:
     """model.generate on left-padded batches of `batch_size` prompts."""
 
     def __init__(self, model: str, *, max_model_len: int = 4096, dtype: str = "auto",
-                 max_logprobs: int = 20, batch_size: int = 8, revision: str | None = None):
+                 max_logprobs: int = 0, batch_size: int = 8, revision: str | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if dtype not in _DTYPES:

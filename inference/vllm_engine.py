@@ -17,7 +17,7 @@ class VllmEngine:
     vLLM spawns its worker processes."""
 
     def __init__(self, model: str, *, max_model_len: int = 4096, tensor_parallel_size: int = 1,
-                 dtype: str = "auto", max_logprobs: int = 20, seed: int = 0,
+                 dtype: str = "auto", max_logprobs: int = 0, seed: int = 0,
                  gpu_memory_utilization: float | None = None, enforce_eager: bool = False,
                  revision: str | None = None):
         on_cpu = is_cpu_platform()

@@ -90,6 +90,8 @@ REGISTRY: dict[str, ModelSource] = {
         ),
     )
 }
+# the student the registry builds: the default of commands that train one
+DEFAULT_REGISTRY_STUDENT = next(name for name, source in REGISTRY.items() if source.role == "student")
 
 
 # ---------------------------------------------------------------- download and assemble

@@ -6,7 +6,7 @@ import itertools
 import click
 
 from inference.allocator import describe as describe_allocator
-from model_tools.gguf_models import resolve_model
+from model_tools.gguf_models import DEFAULT_REGISTRY_STUDENT, resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
@@ -16,7 +16,7 @@ from stages.distill.run_folder import run_path
 
 
 @akd_command("distill")
-@click.option("--student", "students", multiple=True, default=["qwen2.5-coder-0.5b-instruct"], show_default=True,
+@click.option("--student", "students", multiple=True, default=[DEFAULT_REGISTRY_STUDENT], show_default=True,
               help="Registry name, HF folder or Hub id; repeat for a sweep.")
 @click.option("--loss", "losses", multiple=True, default=[LossConfig.kind], show_default=True,
               type=click.Choice(LOSS_KINDS), help="The loss; repeat for a sweep.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from common.settings import build_config, option_flag
+from common.settings import option_flag
 from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
@@ -28,4 +28,4 @@ def teacher_cache_command(models_dir, **options):
         options["student_tokenizer"] = resolve_model(options["student_tokenizer"], models_dir,
                                                      option_flag(TeacherCacheConfig, "student_tokenizer"),
                                                      weights=False)
-    build_teacher_cache(build_config(TeacherCacheConfig, options))
+    build_teacher_cache(TeacherCacheConfig.from_options(options))

@@ -22,7 +22,7 @@ INSTRUCTIONS = ["Write a Python function that reverses a string.", "Create a lis
 @pytest.fixture(scope="module")
 def hf_engine(tiny_teacher):
     engine = load_engine(str(tiny_teacher), backend="hf", max_model_len=256, dtype="float32",
-                         batch_size=3)
+                         batch_size=3, max_logprobs=20)
     yield engine
     engine.close()
 

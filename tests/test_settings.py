@@ -116,3 +116,25 @@ def test_to_cli_args_compares_a_nested_setting_with_the_commands_default():
     assert seen["config"] == config
     assert to_cli_args(Rollout(out="x"), all_fields=True) == ["--out", "x", "--n", "4",
                                                              "--temperature", "0.8"]
+
+
+def test_declared_choices_are_checked_once_for_every_field_nested_ones_included():
+    from common.settings import choice_problems
+    from stages.distill import DistillConfig, DistillConfigError
+
+    config = DistillConfig(caches=("c",))
+    assert choice_problems(config) == []
+    object.__setattr__(config, "device", "tpu")
+    assert choice_problems(config) == ["--device must be one of auto, cpu, cuda, got 'tpu'"]
+    with pytest.raises(DistillConfigError, match="--precision must be one of auto, bf16, float32, got 'fp8'"):
+        DistillConfig(caches=("c",), precision="fp8")
+
+
+def test_unknown_option_names_are_refused_by_every_config_that_builds_from_flat_options():
+    from stages.distill import DistillConfig, DistillConfigError
+    from stages.teacher import TeacherCacheConfig, TeacherConfigError
+
+    with pytest.raises(DistillConfigError, match="unknown distill option.*: lrr"):
+        DistillConfig.from_options({"caches": ["c"], "lrr": 1})
+    with pytest.raises(TeacherConfigError, match="unknown TeacherCacheConfig option.*: kk"):
+        TeacherCacheConfig.from_options({"model": "m", "dataset": "d", "out_dir": "o", "kk": 3})

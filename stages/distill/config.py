@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from common.settings import build_config, option_fields, setting
+from common.settings import build_config, choice_problems, setting, unknown_options
 
 from .errors import DistillConfigError
 from .losses import LossConfig, LossInputError
@@ -107,8 +107,7 @@ class DistillConfig:
     def from_options(cls, options: dict) -> "DistillConfig":
         """From flat option values keyed by field name, as the command line passes them
         (`kind` for --loss, `chunk_size` for --loss-chunk-size); unknown names are refused."""
-        known = {f.name for _, f in option_fields(cls)}
-        unknown = sorted(set(options) - known)
+        unknown = unknown_options(cls, options)
         if unknown:
             raise DistillConfigError(f"unknown distill option(s): {', '.join(unknown)}")
         try:
@@ -136,12 +135,8 @@ class DistillConfig:
             raise DistillConfigError(f"--lr must be > 0 and --min-lr-ratio in [0, 1] (got {self.lr}, {self.min_lr_ratio})")
         if self.grad_clip < 0:
             raise DistillConfigError(f"--grad-clip must be >= 0, got {self.grad_clip}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise DistillConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise DistillConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.final_dtype not in ("bfloat16", "float16", "float32"):
-            raise DistillConfigError(f"--final-dtype must be bfloat16, float16 or float32, got {self.final_dtype!r}")
+        for problem in choice_problems(self)[:1]:  # the choices each field declares
+            raise DistillConfigError(problem)
         if not isinstance(self.loss, LossConfig) or not isinstance(self.batching, BatchingConfig):
             raise DistillConfigError("loss and batching must be a LossConfig and a BatchingConfig")
 

@@ -307,9 +307,5 @@ def heldout_batches(reader: CacheReader, options: BatchingConfig, *, k: int | No
     return [collate(batch) for batch in packed], len(examples)
 
 
-def batch_tokens(batch: dict) -> int:
-    return int(batch["response_mask"].sum())
-
-
 def move_batch(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from common.settings import build_config, option_fields, setting
+from common.settings import build_config, setting, unknown_options
 
 from .settings import (DatasetSettings, EngineSettings, SamplingSettings, ShardSettings,
                        TeacherConfigError, need, need_positive)
@@ -19,7 +19,7 @@ __all__ = ["TeacherCacheConfig", "TeacherConfigError", "from_flat_options"]
 def from_flat_options(cls, options: dict):
     """`cls` from flat option values keyed by field name (as the command line names them,
     nested groups included); an unknown name is refused rather than silently dropped."""
-    unknown = sorted(set(options) - {f.name for _, f in option_fields(cls)})
+    unknown = unknown_options(cls, options)
     if unknown:
         raise TeacherConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
     return build_config(cls, options)
