@@ -82,14 +82,8 @@ def layout_table(layout: str, records: list) -> pa.Table:
 
 
 def tail_logprob(record) -> np.ndarray:
-    """The record's log tail mass: the reader's own where it exposes one (format version 2),
-    else log(1 - topk_mass) in float64 (a version-1 cache resolves no finer than float32 ulps)."""
-    stored = getattr(record, "tail_logprob", None)
-    if stored is not None:
-        return np.asarray(stored, np.float32)
-    mass = np.minimum(record.topk_mass.astype(np.float64), 1.0)
-    with np.errstate(divide="ignore"):
-        return np.log1p(-mass).astype(np.float32)
+    """The record's log tail mass, as the cache stores it."""
+    return np.asarray(record.tail_logprob, np.float32)
 
 
 def akd_table(records: list) -> pa.Table:

@@ -16,7 +16,7 @@ from pathlib import Path
 from common.files import atomic_write_json
 
 from .errors import CacheError, CacheMismatchError
-from .schema import FORMAT_VERSION, READABLE_VERSIONS
+from .schema import FORMAT_VERSION
 
 MANIFEST_NAME = "manifest.json"
 SHARDS_DIR = "shards"
@@ -44,7 +44,7 @@ class Manifest:
     stats: dict = field(default_factory=dict)
     software: dict = field(default_factory=dict)
     num_workers: int = 1
-    format_version: int = FORMAT_VERSION  # of the shards' schema (schema.py); readers take READABLE_VERSIONS
+    format_version: int = FORMAT_VERSION  # of the shards' schema (schema.py)
     format: str = "akd-teacher-cache"
     updated: str = ""
     # a worker's part: False from the moment its run opens the cache until the run ends
@@ -72,11 +72,14 @@ class Manifest:
     def from_dict(cls, data: dict, source: str = "manifest") -> "Manifest":
         if data.get("format") != "akd-teacher-cache":
             raise CacheError(f"{source}: not an akd teacher-cache manifest")
-        if data.get("format_version") not in READABLE_VERSIONS:
-            raise CacheError(
-                f"{source}: cache format version {data.get('format_version')} is not readable "
-                f"by this akd (knows versions {', '.join(map(str, READABLE_VERSIONS))})"
-            )
+        version = data.get("format_version")
+        if version == 1:
+            raise CacheError(f"{source}: a format-1 cache (no tail log-probs; akd reads format "
+                             f"{FORMAT_VERSION} only): rebuild it by rerunning the `akd teacher-cache` "
+                             "command that made it with --overwrite")
+        if version != FORMAT_VERSION:
+            raise CacheError(f"{source}: cache format version {version} is not readable by this akd "
+                             f"(it reads version {FORMAT_VERSION})")
         data = {k: v for k, v in data.items() if k != "totals"}
         data["shards"] = [ShardInfo(**s) for s in data.get("shards", [])]
         return cls(**data)

@@ -31,7 +31,6 @@ class CacheReader:
             refuse_in_progress(self.cache_dir, self.manifest)
         self.encoding = get_encoding(self.manifest.encoding)
         self.k = self.manifest.k
-        self.has_tail = self.manifest.format_version >= 2  # version 1: the tail is only 1 - topk_mass
 
     def shards_for(self, rank: int = 0, world: int = 1) -> list[ShardInfo]:
         if not 0 <= rank < world:
@@ -77,9 +76,9 @@ class CacheReader:
         response = lists["response_ids"]
         topk = self.encoding.decode(lists, Rows(response.values.astype(np.int64), response.offsets),
                                     self.k, state)
-        tail = lists.get(TAIL_FIELD.name) if self.has_tail else None
-        if self.has_tail and tail is None:
-            raise ValueError(f"format v{self.manifest.format_version} shard lacks the {TAIL_FIELD.name} column")
+        tail = lists.get(TAIL_FIELD.name)
+        if tail is None:
+            raise ValueError(f"the shard lacks the {TAIL_FIELD.name} column")
         ids = batch.column("example_id").to_pylist()
         reasons = batch.column("finish_reason").to_pylist()
         for i, example_id in enumerate(ids):
@@ -95,7 +94,7 @@ class CacheReader:
                 shard=shard_name,
                 outside_pos=lists["outside_pos"].row(i).astype(np.int64),
                 outside_logprob=lists["outside_logprob"].row(i).astype(np.float32),
-                tail_logprob=None if tail is None else tail.row(i).astype(np.float32),
+                tail_logprob=tail.row(i).astype(np.float32),
             )
 
 

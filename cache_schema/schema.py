@@ -14,10 +14,9 @@ Columns (ids are ids, never text, so the student needs no re-tokenisation):
   probability, and the top-k mass: the sum of the teacher's top-k probabilities from unrounded
   log-probs, at float32.
 
-Version 1 is version 2 without `tail_logprob`: its tail is 1 - topk_mass, which float32 cannot
-resolve finer than 6e-8 (the step of float32 just below 1): a true tail of 3e-8 reads back as 0
-or 6e-8, one of 1e-7 as 1.2e-7, and the loss's log P_tail is off accordingly. Version 1 caches still
-read (CacheRecord.tail_logprob is None; the loss then takes the tail from the mass, as before).
+Version 1 was version 2 without `tail_logprob`: its tail was 1 - topk_mass, which float32
+cannot resolve finer than 6e-8 (the step of float32 just below 1): a true tail of 3e-8 read back
+as 0 or 6e-8. A version-1 cache is refused in one line that says how to rebuild it.
 """
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-FORMAT_VERSION = 2  # what the writer writes
-READABLE_VERSIONS = (1, 2)  # what the reader, verify and finalize accept
+FORMAT_VERSION = 2  # what the writer writes and the readers accept
 
 BASE_FIELDS = [
     pa.field("example_id", pa.string()),
@@ -37,13 +35,12 @@ BASE_FIELDS = [
     pa.field("outside_pos", pa.list_(pa.int32())),
     pa.field("outside_logprob", pa.list_(pa.float32())),
 ]
-TAIL_FIELD = pa.field("tail_logprob", pa.list_(pa.float32()))  # from version 2
+TAIL_FIELD = pa.field("tail_logprob", pa.list_(pa.float32()))
 FINISH_REASONS = ("stop", "length")
 
 
-def arrow_schema(encoding, version: int = FORMAT_VERSION) -> pa.Schema:
-    tail = [TAIL_FIELD] if version >= 2 else []
-    return pa.schema(BASE_FIELDS + tail + encoding.fields())
+def arrow_schema(encoding) -> pa.Schema:
+    return pa.schema(BASE_FIELDS + [TAIL_FIELD] + encoding.fields())
 
 
 @dataclass
@@ -69,8 +66,7 @@ class CacheRecord:
 
     prompt_ids [P] int64, response_ids [n] int64, topk_ids [n, k] int64 (PAD_ID = -1 marks an
     empty entry), topk_logprobs [n, k] float32, topk_mass [n] float32, tail_logprob [n]
-    float32: log of the teacher's mass outside the top-k (None in a version-1 cache, whose tail
-    is only 1 - topk_mass).
+    float32: log of the teacher's mass outside the top-k.
     """
 
     example_id: str
@@ -83,7 +79,7 @@ class CacheRecord:
     shard: str
     outside_pos: np.ndarray | None = None  # positions whose sampled token is not in the top-k
     outside_logprob: np.ndarray | None = None  # and that token's log-prob
-    tail_logprob: np.ndarray | None = None  # [n] float32 from format version 2
+    tail_logprob: np.ndarray | None = None  # [n] float32; always set by the reader
 
     @property
     def num_tokens(self) -> int:

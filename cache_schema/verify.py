@@ -30,7 +30,7 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
     manifest = Manifest.load(cache_dir / MANIFEST_NAME)
     refuse_in_progress(cache_dir, manifest, then="verify it")
     encoding = get_encoding(manifest.encoding)
-    expected_columns = _column_types(arrow_schema(encoding, manifest.format_version))
+    expected_columns = _column_types(arrow_schema(encoding))
     listed = set()
     seen_ids: set[str] = set()
     for shard in manifest.shards:
@@ -52,8 +52,7 @@ def verify_cache(cache_dir, check_checksums: bool = True) -> VerifyReport:
         if table.num_rows != shard.rows or tokens != shard.response_tokens:
             raise CacheVerifyError(f"{path}: {table.num_rows} rows / {tokens} tokens, manifest says "
                                    f"{shard.rows} / {shard.response_tokens}")
-        if TAIL_FIELD.name in expected_columns:
-            _check_tail(path, table.column(TAIL_FIELD.name))
+        _check_tail(path, table.column(TAIL_FIELD.name))
         ids = table.column("example_id").to_pylist()
         duplicates = seen_ids.intersection(ids)
         if duplicates or len(set(ids)) != len(ids):

@@ -6,10 +6,8 @@ in complete shards are `done_ids`; the teacher skips them, so nothing is lost or
 twice. Each worker writes its own shards (`w003-00012.parquet`) and its own part manifest,
 so several workers can fill one cache.
 
-A new cache is written in format version 2 (schema.py), or version 1 when asked
-(`format_version=1`: what an older akd reads). A cache keeps the version it was begun in: an
-existing version-1 cache resumes as version 1 (asking for another version is refused), so its
-shards never mix schemas; --overwrite starts it afresh in the current version.
+Caches are written in format version 2 (schema.py); an existing version-1 cache is refused
+(Manifest.from_dict) until --overwrite starts it afresh.
 """
 from __future__ import annotations
 
@@ -35,7 +33,7 @@ from .manifest import (
     ShardInfo,
     check_same_identity,
 )
-from .schema import FINISH_REASONS, FORMAT_VERSION, READABLE_VERSIONS, TAIL_FIELD, CachedExample, arrow_schema
+from .schema import FINISH_REASONS, FORMAT_VERSION, TAIL_FIELD, CachedExample, arrow_schema
 
 SHARD_RE = re.compile(r"^w(\d{3})-(\d{5})\.parquet$")
 LOGPROB_TOLERANCE = 1e-4  # log-probs may exceed 0 or break sort order by float noise only
@@ -51,7 +49,7 @@ class CacheWriter:
         self.worker_index = worker_index
         self.done_ids = done_ids
         self.encoding = get_encoding(manifest.encoding)
-        self.schema = arrow_schema(self.encoding, manifest.format_version)
+        self.schema = arrow_schema(self.encoding)
         self.rows_per_shard = rows_per_shard
         self.max_shard_bytes = max_shard_bytes
         self.zstd_level = zstd_level
@@ -64,12 +62,8 @@ class CacheWriter:
     def open(cls, cache_dir, identity: dict, *, k: int, vocab_size: int, worker_index: int = 0,
              num_workers: int = 1, overwrite: bool = False, rows_per_shard: int = 256,
              max_shard_bytes: int = 64 << 20, encoding: str = DEFAULT_ENCODING,
-             zstd_level: int = 9, format_version: int | None = None) -> "CacheWriter":
-        """format_version None: the existing cache's version, else FORMAT_VERSION."""
+             zstd_level: int = 9) -> "CacheWriter":
         cache_dir = Path(cache_dir)
-        if format_version is not None and format_version not in READABLE_VERSIONS:
-            raise CacheError(f"cache format version {format_version} cannot be written; "
-                             f"this akd writes {list(READABLE_VERSIONS)}")
         if not 0 <= worker_index < num_workers:
             raise CacheError(f"--worker-index {worker_index} is outside 0..{num_workers - 1}")
         if k < 1:
@@ -78,10 +72,8 @@ class CacheWriter:
         if overwrite and cache_dir.exists():
             _wipe_cache(cache_dir)
         existing = _existing_manifest(cache_dir)
-        if format_version is None:
-            format_version = existing.format_version if existing is not None else FORMAT_VERSION
         if existing is not None:
-            check_same_identity(cache_dir, existing, identity, k, encoding, format_version)
+            check_same_identity(cache_dir, existing, identity, k, encoding, FORMAT_VERSION)
         (cache_dir / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
         (cache_dir / PARTS_DIR).mkdir(exist_ok=True)
         _remove_stale_temporaries(cache_dir, worker_index)
@@ -91,7 +83,7 @@ class CacheWriter:
         known = {s.name: s for s in part.shards} if part else {}
         manifest = Manifest(identity=identity, k=k, vocab_size=vocab_size, encoding=encoding,
                             software=software_versions(), num_workers=num_workers,
-                            format_version=format_version, finished=False)
+                            format_version=FORMAT_VERSION, finished=False)
         done_ids: set[str] = set()
         next_seq = 0
         for shard_path in sorted((cache_dir / SHARDS_DIR).glob("w*.parquet")):
@@ -137,7 +129,7 @@ class CacheWriter:
             tmp, self.schema, compression=compression,
             compression_level={path: self.zstd_level for path, codec in compression.items() if codec == "zstd"},
             use_dictionary=["example_id", "finish_reason"],
-            use_byte_stream_split=["outside_logprob", *self._tail_columns(),
+            use_byte_stream_split=["outside_logprob", TAIL_FIELD.name,
                                    *self.encoding.byte_stream_split_columns()],
             write_statistics=False,
         ) as parquet:
@@ -161,7 +153,7 @@ class CacheWriter:
         for name in ("prompt_ids", "outside_pos"):
             columns[name] = Rows.from_lists([r[name] for r in rows], np.int32).to_arrow(pa.int32())
         columns["response_ids"] = Rows(response.values.astype(np.int32), response.offsets).to_arrow(pa.int32())
-        for name in ("outside_logprob", *self._tail_columns()):
+        for name in ("outside_logprob", TAIL_FIELD.name):
             columns[name] = Rows.from_lists([r[name] for r in rows], np.float32).to_arrow(pa.float32())
         columns["example_id"] = pa.array([r["example_id"] for r in rows], pa.string())
         columns["finish_reason"] = pa.array([r["finish_reason"] for r in rows], pa.string())
@@ -187,9 +179,6 @@ class CacheWriter:
         return False
 
     # ---- internals ------------------------------------------------------------------
-    def _tail_columns(self) -> list[str]:
-        return [TAIL_FIELD.name] if TAIL_FIELD.name in self.schema.names else []
-
     def _save_part(self) -> None:
         self.manifest.save(_part_path(self.cache_dir, self.worker_index))
 

@@ -208,10 +208,8 @@ def test_cli_exports_and_refuses_to_write_into_the_cache(cache, tmp_path):
     assert result.exit_code == 1 and "would overwrite the cache's own shards" in result.output
 
 
-def test_tail_comes_from_the_reader_when_it_exposes_one():
-    """A format-2 reader hands out tail_logprob; the export takes it rather than 1 - topk_mass."""
+def test_tail_comes_from_the_reader_not_from_the_mass():
+    """The reader hands out tail_logprob; the export takes it rather than 1 - topk_mass."""
     stored = np.array([-20.5, -3.25], np.float32)
     record = types.SimpleNamespace(tail_logprob=stored, topk_mass=np.array([1.0, 0.5], np.float32))
     np.testing.assert_array_equal(tail_logprob(record), stored)
-    record.tail_logprob = None
-    np.testing.assert_array_equal(tail_logprob(record), np.float32([-np.inf, np.log(0.5)]))

@@ -4,7 +4,6 @@ import json
 import os
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -14,7 +13,6 @@ from distill_cache import random_cache
 from pipeline.cli import main
 from pipeline.eval_command import distill_run_meta
 from stages.distill import DistillConfig, TokenizerMismatchError, train
-from stages.distill.batching import Example, collate
 from stages.distill.config import BatchingConfig
 from stages.distill.data import DataPosition, MixedBatches, training_loader
 from stages.distill.mixing import open_mix
@@ -80,17 +78,6 @@ def test_positions_are_padded_to_the_largest_k_and_the_loss_skips_the_padding(pa
     padded = (rows[:, 4:] == -1).all(dim=1)
     assert 0 < int(padded.sum()) < len(rows)  # positions of the k = 4 cache
     assert (rows[padded][:, :4] >= 0).all()
-
-
-def test_a_batch_mixing_cache_versions_takes_a_version_1_tail_from_its_mass():
-    def example(tail):
-        mass = np.array([0.5, 1.0], dtype=np.float32)
-        return Example("x", np.array([1, 2]), np.array([3, 4]), np.zeros((2, 2), np.int64),
-                       np.zeros((2, 2), np.float32), mass, tail)
-
-    batch = collate([example(np.array([-0.1, -0.2], np.float32)), example(None)])
-    assert batch["tail_logprob"].tolist() == pytest.approx([-0.1, -0.2, float(np.log(0.5)), float("-inf")])
-    assert collate([example(None)])["tail_logprob"] is None
 
 
 def test_caches_of_other_tokenizers_are_refused_in_one_line_naming_both(pair, tmp_path, monkeypatch):

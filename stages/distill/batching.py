@@ -23,7 +23,7 @@ class Example:
     topk_ids: np.ndarray  # [n, k] int64, -1 = padding entry
     topk_logprobs: np.ndarray  # [n, k] float32
     topk_mass: np.ndarray  # [n] float32
-    tail_logprob: np.ndarray | None  # [n] float32; None from a version-1 cache (tail = 1 - mass)
+    tail_logprob: np.ndarray  # [n] float32: log of the teacher's mass outside the top-k
     cache: int = 0  # which cache of the run's mix it came from
 
     @property
@@ -42,7 +42,7 @@ def fit_example(record, max_seq_len: int) -> tuple[Example | None, str | None]:
     keep = min(record.num_tokens, max_seq_len - prompt_len + 1)
     example = Example(record.example_id, record.prompt_ids, record.response_ids[:keep],
                       record.topk_ids[:keep], record.topk_logprobs[:keep], record.topk_mass[:keep],
-                      None if record.tail_logprob is None else record.tail_logprob[:keep])
+                      record.tail_logprob[:keep])
     return example, ("truncated" if keep < record.num_tokens else None)
 
 
@@ -65,9 +65,7 @@ def pack_by_budget(examples: list[Example], max_tokens: int, max_examples: int) 
 
 def collate(examples: list[Example], pad_id: int = 0) -> dict:
     """Right-padded inputs [B, T] plus the response positions' targets flattened to [N, ...]
-    in the row-major order of `response_mask`, i.e. the order of hidden[response_mask].
-    tail_logprob is None when every example lacks it (version-1 caches: the loss uses the mass);
-    in a batch mixing versions, a version-1 example's tail is log(1 - mass), the loss's own rule."""
+    in the row-major order of `response_mask`, i.e. the order of hidden[response_mask]."""
     width = max(e.length for e in examples)
     rows = len(examples)
     input_ids = torch.full((rows, width), pad_id, dtype=torch.long)
@@ -86,19 +84,10 @@ def collate(examples: list[Example], pad_id: int = 0) -> dict:
         "topk_ids": torch.from_numpy(np.concatenate([e.topk_ids for e in examples])),
         "topk_logprobs": torch.from_numpy(np.concatenate([e.topk_logprobs for e in examples])),
         "topk_mass": torch.from_numpy(np.concatenate([e.topk_mass for e in examples])),
-        "tail_logprob": _tails(examples),
+        "tail_logprob": torch.from_numpy(np.concatenate([e.tail_logprob for e in examples])),
         "target_ids": torch.from_numpy(np.concatenate([e.response_ids for e in examples])),
         "example_ids": [e.example_id for e in examples],
     }
-
-
-def _tails(examples: list[Example]) -> torch.Tensor | None:
-    if all(e.tail_logprob is None for e in examples):
-        return None
-    with np.errstate(divide="ignore"):  # a full top-k leaves no tail: log 0 = -inf, as the cache stores it
-        tails = [e.tail_logprob if e.tail_logprob is not None
-                 else np.log(np.clip(1.0 - e.topk_mass, 0.0, None)).astype(np.float32) for e in examples]
-    return torch.from_numpy(np.concatenate(tails))
 
 
 def empty_batch(k: int) -> dict:

@@ -80,7 +80,7 @@ class DistillStudent(nn.Module):
     def forward(self, input_ids, attention_mask, response_mask, topk_ids, topk_logprobs, topk_mass,
                 target_ids, tail_logprob=None, loss_weight: float = 1.0):
         """(loss x loss_weight, stats): the loss is the mean over the batch's response tokens.
-        tail_logprob: the cache's log tail mass (format 2), or None (version 1: 1 - topk_mass)."""
+        tail_logprob: the cache's log tail mass; None: log(1 - topk_mass), for callers that have no tail."""
         hidden = self.body()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         rows = hidden[response_mask]
         device = rows.device.type

@@ -5,7 +5,7 @@ import logging
 import time
 from collections import Counter
 
-from cache_schema import FORMAT_VERSION, CachedExample, CacheWriter
+from cache_schema import CachedExample, CacheWriter
 from common.files import names_full_disk
 from common.settings import option_values
 from inference.templates import get_template
@@ -65,10 +65,6 @@ def _build(config: TeacherCacheConfig) -> dict:
         num_workers=config.num_workers, overwrite=config.output.overwrite,
         rows_per_shard=config.output.rows_per_shard,
         **({"encoding": config.encoding} if config.encoding else {}))
-    if writer.manifest.format_version < FORMAT_VERSION:
-        log.warning("%s is a format v%d cache (its tail mass is 1 - float32 top-k mass); resuming it as "
-                    "v%d, --overwrite rewrites it as v%d", config.out_dir, writer.manifest.format_version,
-                    writer.manifest.format_version, FORMAT_VERSION)
     done = set(writer.done_ids)
     if source:
         items = source.items(pairs, indices, len(dataset), config.engine.max_model_len, skipped)

@@ -22,7 +22,7 @@ topk_distill_loss(hidden [N, H], lm_head_weight [V', H], topk_ids [N, k] int64
     renormalised), topk_mass [N] (teacher's mass on its top-k), target_ids [N]
     int64 or None, config, *, vocab_size=None, lm_head_bias=None [V'],
     tail_logprob=None [N] (log of the teacher's mass outside its top-k, as the
-    cache stores it from format 2; None: 1 - topk_mass, version 1's tail))
+    cache stores it; None: 1 - topk_mass, for callers that hold no tail))
     The main path: logits are formed chunk by chunk (config.chunk_size
     positions, default 256) in the hidden dtype and upcast to float32; the
     gradient is formed in the same pass, so the float32 working set is about

@@ -9,8 +9,8 @@ The teacher's log-probs are used as stored (raw full-vocabulary log-softmax)
 and never renormalised over the top-k. Its tail bucket is the cache's
 tail_logprob, log(1 - sum_j p_j) computed in float64 by the writer (cache
 format 2), floored at log(eps); -inf (a top-k holding all the mass) becomes
-eps. A version-1 cache has no tail_logprob: then p_tail = max(1 - topk_mass,
-eps) from its float32 mass, which resolves no tail finer than 6e-8. The floor
+eps. A caller without a tail_logprob gets p_tail = max(1 - topk_mass, eps)
+from the float32 mass, which resolves no tail finer than 6e-8. The floor
 holds for every tail below eps, not only a zero one: a float32 engine's
 log-softmax (vLLM's raw log-probs) already leaves the tail its top-k implies
 uncertain by about 1e-7 at Qwen's vocabulary, so below eps the stored value is
