@@ -325,7 +325,7 @@ def _rate_on(scored: Scored, benchmarks) -> float | None:
 
 
 def _software() -> dict:
-    from cache_schema.manifest import software_versions
+    from common.machine import software_versions
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
