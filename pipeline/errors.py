@@ -25,7 +25,7 @@ from model_tools.prune import PruneError
 from stages.distill.errors import DistillError
 from stages.evaluate.errors import EvaluationError
 from stages.teacher import TeacherConfigError
-from study.config import ExperimentError
+from study.engine.settings import ExperimentError
 
 FIXABLE_ERRORS = (CacheError, InferenceError, TemplateError, ModelBuildError, DistillError,
                   EvaluationError, TeacherConfigError, PruneError, ExperimentError,

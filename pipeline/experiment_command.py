@@ -11,7 +11,7 @@ from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
-from study.config import ExperimentConfig, load_config
+from study.grid_v2.config import ExperimentConfig, load_config
 
 
 @akd_group("experiment")
@@ -26,7 +26,7 @@ def experiment_group():
 @click.option("--only", default=None, help="Run only the steps whose name contains this.")
 def run_command(only, **options):
     """Run every step not done yet; rerun the same command to resume after any stop."""
-    from study.runner import run_grid
+    from study.grid_v2.run import run_grid
 
     click.echo(describe_allocator(), err=True)
     config = ExperimentConfig(**options)
@@ -45,7 +45,7 @@ _keep_dir = click.option("--keep-dir", default=ExperimentConfig.keep_dir, show_d
 
 
 def _load(out_dir: str, keep_dir: str) -> ExperimentConfig:
-    from study.runner import restore_grid
+    from study.grid_v2.run import restore_grid
 
     if keep_dir:
         restore_grid(Path(keep_dir), Path(out_dir))
@@ -57,7 +57,7 @@ def _load(out_dir: str, keep_dir: str) -> ExperimentConfig:
 @_keep_dir
 def status_command(out_dir, keep_dir):
     """Which steps are done, running, failed or pending."""
-    from study.plan import build_plan
+    from study.grid_v2.plan import build_plan
 
     config = _load(out_dir, keep_dir)
     echo_step_table(config.root, build_plan(config))
@@ -69,7 +69,7 @@ def status_command(out_dir, keep_dir):
 @click.option("--results", "results_dir", default="results/experiment", show_default=True)
 def report_command(out_dir, keep_dir, results_dir):
     """Tables, paired tests and plots from the steps done so far."""
-    from study.report import build_experiment_report
+    from study.grid_v2.report import build_experiment_report
 
     build_experiment_report(_load(out_dir, keep_dir), Path(results_dir))
     click.echo(f"report in {Path(results_dir) / 'report.md'}")
@@ -80,7 +80,7 @@ def report_command(out_dir, keep_dir, results_dir):
 def keep_command(out_dir):
     """Copy every finished step's small outputs to the grid's keep folder (the runner does it as
     each step finishes; this serves a grid begun before that, or one still running)."""
-    from study.runner import keep_grid
+    from study.grid_v2.run import keep_grid
 
     config = load_config(out_dir)
     if not config.keep_dir:
@@ -93,9 +93,9 @@ def keep_command(out_dir):
 @experiment_group.command("estimate")
 @dataclass_options(ExperimentConfig)
 def estimate_command(**options):
-    """The expected minutes of every step on this 2-core CPU (study/cost.py), and the total."""
-    from study.cost import estimate, expected_budget, total_hours
-    from study.plan import build_plan
+    """The expected minutes of every step on this 2-core CPU (study/grid_v2/cost.py), and the total."""
+    from study.grid_v2.cost import estimate, expected_budget, total_hours
+    from study.grid_v2.plan import build_plan
 
     config = ExperimentConfig(**options)
     rows = estimate(config, build_plan(config), expected_budget(config))

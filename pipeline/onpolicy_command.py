@@ -8,7 +8,7 @@ from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
-from study.onpolicy import OnPolicyConfig, load_config
+from study.onpolicy.rounds import OnPolicyConfig, load_config
 
 
 @akd_group("onpolicy")
@@ -26,7 +26,7 @@ def run_command(only, **options):
     Each round keeps OUT_DIR/round-R/{rollouts,cache,run}; OUT_DIR/summary.md, summary.json
     and heldout_fkl.png compare the rounds; OUT_DIR/onpolicy.log says what ran.
     """
-    from study.onpolicy_run import run_rounds
+    from study.onpolicy.run import run_rounds
 
     config = OnPolicyConfig(**options)
     for role in ("teacher", "student"):
@@ -41,8 +41,8 @@ def run_command(only, **options):
 @click.option("--out-dir", default=OnPolicyConfig.out_dir, show_default=True)
 def status_command(out_dir):
     """Which steps are done, running, failed or pending, and each round's held-out fidelity."""
-    from study.onpolicy import build_rounds
-    from study.onpolicy_summary import rounds_summary, summary_markdown
+    from study.onpolicy.rounds import build_rounds
+    from study.onpolicy.summary import rounds_summary, summary_markdown
 
     config = load_config(out_dir)
     echo_step_table(config.root, build_rounds(config))

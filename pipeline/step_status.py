@@ -8,7 +8,7 @@ import click
 
 def echo_step_table(root: Path, steps) -> dict[str, str]:
     """One line per step (state, name, wall time, when), then the counts; returns the states."""
-    from study.runner import read_record, step_state
+    from study.engine.runner import read_record, step_state
 
     states = {s.name: step_state(root, s) for s in steps}
     for step in steps:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.eval_folder import SUMMARY_FILE, SUMMARY_KIND
-from study.chart import bar_chart
+from study.engine.chart import bar_chart
 
 DEFINITIONS = (
     "pass@1: greedy decoding, one sample per task, its tests run in the sandbox. "

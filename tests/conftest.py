@@ -40,7 +40,7 @@ def _listing(folder: Path) -> dict[str, int]:
 def _the_committed_grid_is_left_alone():
     """The grid's keep folder (ExperimentConfig.keep_dir, relative to the repository) is committed:
     a test that forgot --keep-dir would write into it."""
-    from study.config import ExperimentConfig
+    from study.grid_v2.config import ExperimentConfig
 
     kept = REPO_ROOT / ExperimentConfig.keep_dir
     before = _listing(kept)

@@ -12,7 +12,7 @@ from stages.evaluate.export import SampleExportConfig
 from stages.evaluate.speed import SpeedConfig
 from stages.evaluate.verified import VerifiedAnswersConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
-from study.config import ExperimentConfig
+from study.grid_v2.config import ExperimentConfig
 
 # command path -> (config class, options of the command line itself, fields it sets itself)
 COMMANDS = {

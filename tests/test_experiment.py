@@ -16,11 +16,13 @@ from common.settings import option_fields
 from distill_cache import random_cache
 from pipeline.cli import main
 from stages.distill.config import DistillConfig
-from study.budget import BUDGET_FILE, measure_cache, plan_budget
-from study.choices import choose_lr, choose_mbpp_base, choose_template
-from study.config import ExperimentConfig, ExperimentError, save_or_check_config
-from study.plan import build_plan
-from study.runner import run_grid, step_state
+from study.grid_v2.budget import BUDGET_FILE, measure_cache, plan_budget
+from study.grid_v2.choices import choose_lr, choose_mbpp_base, choose_template
+from study.grid_v2.config import ExperimentConfig, save_or_check_config
+from study.engine.settings import ExperimentError
+from study.grid_v2.plan import build_plan
+from study.grid_v2.run import run_grid
+from study.engine.runner import step_state
 from teacher_data import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,7 +148,7 @@ def test_every_arm_of_one_size_gets_the_same_examples_steps_schedule_and_seed(tm
 
 
 def test_the_speed_steps_measure_teacher_student_and_pruned_student_at_a_fixed_length(tmp_path):
-    from study.cost import estimate
+    from study.grid_v2.cost import estimate
 
     config = ExperimentConfig(out_dir=str(tmp_path), backend="hf")
     steps = {s.name: s for s in build_plan(config)}
@@ -270,7 +272,7 @@ def test_a_failed_step_blocks_only_what_needs_it_and_reruns_next_time(tmp_path, 
     def fake_run(args, log_path):  # the runner's process launcher, not a stage
         return (1 if "selection/enhanced" in " ".join(args) else 0), 0.1
 
-    monkeypatch.setattr("study.runner._run_command", fake_run)
+    monkeypatch.setattr("study.engine.runner._run_command", fake_run)
     states = run_grid(config, only="select-", echo=lambda line: None)
     assert states["select-enhanced"] == "failed" and states["choose-template"] == "pending"
     states = run_grid(config, only="choose", echo=lambda line: None)

@@ -1,16 +1,16 @@
-"""The report's first lines (study/headline.py) on canned results: a significant win, no win, a
+"""The report's first lines (study/grid_v2/headline.py) on canned results: a significant win, no win, a
 partial grid; and the pooled statistics wiring from saved evaluations to paired tests."""
 import json
 import re
 from pathlib import Path
 
-from study.config import ExperimentConfig
-from study.headline import Scored, first_lines, markdown
-from study.plan import build_plan
-from study.arms import Grid
-from study.plots import plot_speed
-from study.report import attach_speed, scored_models, significance, speed_rows
-from study.tables import markdown_report
+from study.grid_v2.config import ExperimentConfig
+from study.grid_v2.headline import Scored, first_lines, markdown
+from study.grid_v2.plan import build_plan
+from study.grid_v2.arms import Grid
+from study.grid_v2.plots import plot_speed
+from study.grid_v2.report import attach_speed, scored_models, significance, speed_rows
+from study.grid_v2.tables import markdown_report
 
 FULL = ["akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "akd-mbpp"]
 SMALL = ["small", "small-fkl", "small-rkl", "small-akd"]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-import study.keep
-from study.keep import KeepError, keep, kept_files, restore
-from study.runner import run_steps, step_state
-from study.steps import Step
+import study.engine.keep
+from study.engine.keep import KeepError, keep, kept_files, restore
+from study.engine.runner import run_steps, step_state
+from study.engine.steps import Step
 
 
 def _train_and_eval(root: Path, calls: list[str]) -> list[Step]:
@@ -47,7 +47,7 @@ def test_kept_files_leave_out_weights_checkpoints_and_temporaries(tmp_path):
 
 
 def test_a_file_too_large_for_git_is_refused_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(study.keep, "MAX_KEPT_MB", 1)
+    monkeypatch.setattr(study.engine.keep, "MAX_KEPT_MB", 1)
     (tmp_path / "grid").mkdir()
     (tmp_path / "grid" / "big.parquet").write_bytes(b"0" * (2 * 2**20))
     with pytest.raises(KeepError, match=r"big.parquet is 2 MB, over the 1 MB"):
@@ -102,12 +102,13 @@ def test_a_fresh_machine_resumes_from_the_keep_folder_and_retrains_only_for_a_st
 
 
 def test_nothing_is_restored_into_a_grid_a_runner_is_working_on(tmp_path):
-    from study.runner import _grid_lock, restore_grid
+    from study.engine.runner import root_lock
+    from study.grid_v2.run import restore_grid
 
     kept, root = tmp_path / "kept", tmp_path / "grid"
     (kept / "runs" / "akd").mkdir(parents=True)
     (kept / "runs" / "akd" / "metrics.jsonl").write_text("{}\n")
-    with _grid_lock(root):  # a run being trained again must not get its old metrics back
+    with root_lock(root):  # a run being trained again must not get its old metrics back
         assert restore_grid(kept, root) == 0
     assert not (root / "runs").exists()
     (kept / "experiment.json").write_text("{}")
@@ -116,7 +117,7 @@ def test_nothing_is_restored_into_a_grid_a_runner_is_working_on(tmp_path):
 
 
 def test_a_grid_already_here_gets_nothing_back_and_a_cut_restore_is_finished(tmp_path):
-    from study.runner import restore_grid
+    from study.grid_v2.run import restore_grid
 
     kept, root = tmp_path / "kept", tmp_path / "grid"
     for name in ("experiment.json", "evals/a/summary.json", "steps/eval-a.json"):

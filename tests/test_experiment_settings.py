@@ -6,11 +6,11 @@ from stages.distill.config import DistillConfig
 from stages.distill.mixing import CacheMix, MixedCache
 from stages.distill.run_folder import CONFIG_FILE
 from stages.distill.rundir import run_record
-from study.budget import BUDGET_FILE
-from study.config import ExperimentConfig
-from study.plan import build_plan
-from study.report import run_settings
-from study.tables import markdown_report
+from study.grid_v2.budget import BUDGET_FILE
+from study.grid_v2.config import ExperimentConfig
+from study.grid_v2.plan import build_plan
+from study.grid_v2.report import run_settings
+from study.grid_v2.tables import markdown_report
 
 
 def _manifest(k: int, teacher_template: str):

@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from study.stats import (binomial_two_sided_p, compare, compare_pooled, detectable_difference, holm, mcnemar,
-                         paired_bootstrap)
+from study.engine.stats import (binomial_two_sided_p, compare, compare_pooled, detectable_difference, holm, mcnemar, paired_bootstrap)
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:

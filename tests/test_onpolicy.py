@@ -16,11 +16,10 @@ from pipeline.cli import main
 from stages.distill.config import DistillConfig
 from stages.distill.losses import LossConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
-from study.config import ExperimentError
-from study.onpolicy import (LOG_FILE, OnPolicyConfig, build_rounds, distill_args, rounds_of,
-                            save_or_check_config)
-from study.onpolicy_run import run_rounds
-from study.onpolicy_summary import FKL_PLOT, SUMMARY_JSON, SUMMARY_MD, write_summary
+from study.engine.settings import ExperimentError
+from study.onpolicy.rounds import LOG_FILE, OnPolicyConfig, build_rounds, distill_args, rounds_of, save_or_check_config
+from study.onpolicy.run import run_rounds
+from study.onpolicy.summary import FKL_PLOT, SUMMARY_JSON, SUMMARY_MD, write_summary
 from teacher_data import write_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +100,7 @@ def _non_defaults(cls, args: list[str], skip=()) -> dict[str, str]:
 def test_commands_are_the_stages_configs_with_no_default_retyped(tmp_path, overrides):
     """Each command, parsed by the real CLI, rebuilds exactly the config the plan meant, and it
     writes only the settings that differ from the stage's own default."""
-    from study.onpolicy import rollout_config, score_config
+    from study.onpolicy.rounds import rollout_config, score_config
 
     config = OnPolicyConfig(out_dir=str(tmp_path), **overrides)
     assert config.temperature == option_default(RolloutConfig, "temperature") or "temperature" in overrides
@@ -173,7 +172,7 @@ def test_a_failed_round_blocks_the_later_rounds_and_the_summary_says_so(tmp_path
         ran.append((args[0], show))
         return 1, 0.1
 
-    monkeypatch.setattr("study.runner._run_command", fake_run)
+    monkeypatch.setattr("study.engine.runner._run_command", fake_run)
     states = run_rounds(config, echo=lambda line: None)
     assert ran == [("rollout", True)]  # children's bars are shown
     assert states == {"rollout-1": "failed", "score-1": "blocked", "train-1": "blocked",
@@ -224,7 +223,7 @@ def test_a_round_trains_on_its_cache_mixed_with_an_offpolicy_cache(tiny_models, 
     from click.testing import CliRunner
 
     from distill_cache import teacher_cache
-    from study.steps import run_is_whole
+    from study.engine.steps import run_is_whole
 
     teacher, student = tiny_models
     config = OnPolicyConfig(out_dir=str(tmp_path), student=str(student), steps=2, onpolicy_fraction=0.5,
@@ -243,8 +242,8 @@ def test_a_round_trains_on_its_cache_mixed_with_an_offpolicy_cache(tiny_models, 
 @pytest.mark.slow
 def test_two_tiny_rounds_killed_in_round_two_resume_from_round_ones_student(tiny_models, tmp_path):
     from cache_schema import CacheReader
-    from study.onpolicy import load_config, responses_are_whole
-    from study.steps import cache_is_whole, run_is_whole
+    from study.onpolicy.rounds import load_config, responses_are_whole
+    from study.engine.steps import cache_is_whole, run_is_whole
 
     teacher, student = tiny_models
     data = tmp_path / "data.jsonl"

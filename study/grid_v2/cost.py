@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 
-from study.budget import Budget, plan_budget
-from study.config import ExperimentConfig
+from study.grid_v2.budget import Budget, plan_budget
+from study.grid_v2.config import ExperimentConfig
 
 ENGINE_S = 60.0
 CACHE_S_PER_EXAMPLE = 1.15

@@ -14,15 +14,11 @@ from pathlib import Path
 from common.settings import option_default, setting
 from stages.evaluate.config import EvalConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
+from study.engine.settings import ExperimentError, load_settings, save_or_check_settings, split_list
 
 CONFIG_FILE = "experiment.json"
-UNCOMPARED = ("trust_model_code", "keep_dir")  # may differ between runs of one grid: no output depends on them
 PLAIN = "plain"
 MBPP_BASES = ("auto", "offpolicy", "onpolicy")
-
-
-class ExperimentError(ValueError):
-    """A setting or an output folder the grid cannot work with."""
 
 
 @dataclass(frozen=True)
@@ -133,42 +129,10 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-def split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def save_or_check_config(config: ExperimentConfig) -> None:
     """The first run records its settings; a later run with other settings is refused, since
     the outputs already made would silently mix two experiments."""
     save_or_check_settings(config, config.root / CONFIG_FILE)
-
-
-def save_or_check_settings(config, path: Path, what: str = "grid") -> None:
-    """Record a frozen settings dataclass (with `out_dir`) in `path`, or refuse one that
-    differs from the record, naming the first difference. A setting added since the record
-    was written reads as its default there."""
-    path = Path(path)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-        return
-    defaults = dataclasses.asdict(type(config)(out_dir=config.out_dir))
-    saved = {**defaults, **json.loads(path.read_text())}  # settings added since keep their default
-    changed = [f"{key}: the {what} in place has {saved.get(key)!r}, this command has {value!r}"
-               for key, value in dataclasses.asdict(config).items()
-               if key not in UNCOMPARED and saved.get(key) != value]
-    if changed:
-        raise ExperimentError(f"{path}: {changed[0]}" + (f" (and {len(changed) - 1} more)"
-                              if len(changed) > 1 else "") + "; use another --out-dir or delete it")
-
-
-def load_settings(cls, out_dir, file_name: str, command: str):
-    """The settings a run recorded in OUT_DIR/file_name (fields added since keep their default)."""
-    path = Path(out_dir) / file_name
-    if not path.exists():
-        raise ExperimentError(f"{path} does not exist: no `{command}` has been started in {out_dir}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in fields})
 
 
 def load_config(out_dir) -> ExperimentConfig:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from stages.evaluate.eval_folder import read_summary as read_eval_summary
 from stages.teacher.responses_file import HEADER_NAME as RESPONSES_HEADER
-from study.onpolicy import OnPolicyConfig, Round, original_eval_dir, rounds_of
-from study.results import heldout_fidelity, load_metrics
-from study.runner import read_record
+from study.onpolicy.rounds import OnPolicyConfig, Round, original_eval_dir, rounds_of
+from study.engine.results import heldout_fidelity, load_metrics
+from study.engine.runner import read_record
 
 SUMMARY_JSON, SUMMARY_MD, FKL_PLOT = "summary.json", "summary.md", "heldout_fkl.png"
 

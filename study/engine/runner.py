@@ -1,14 +1,15 @@
 """Runs a plan's steps in order, once each, and says where it stands.
 
-A plan is a list of `Step`s under one root folder: the experiment grid (study/plan.py) or
-the rounds of on-policy distillation (study/onpolicy.py). A step is done when its record
+A plan is a list of `Step`s under one root folder, made by an experiment's definition (grid
+v2: study/grid_v2/plan.py; the on-policy rounds: study/onpolicy/rounds.py); the engine knows
+no experiment. A step is done when its record
 (steps/<name>.json) says it finished with the same command and its output still verifies;
 anything else runs again, and the stages underneath resume (teacher-cache from its shards,
 rollout from its shards, distill from its checkpoint, eval from saved answers). One runner
 at a time holds the root's lock; its children die with it, so a killed run leaves no
 half-trained student writing behind the next one's back.
 
-With a keep folder (the grid's, study/keep.py) a finished step's small outputs are copied
+With a keep folder (study/engine/keep.py) a finished step's small outputs are copied
 there, and a new machine copies them back first: a step whose weights went with the old
 machine stays done, and is run again only when a step still to run needs its output.
 """
@@ -29,59 +30,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from common.files import atomic_write_json
-from common.machine import bf16_is_native, machine_facts
-from common.machine import describe as describe_machine
-from study.config import CONFIG_FILE, ExperimentConfig, ExperimentError, save_or_check_config
-from study.keep import KeepError, keep, restore
-from study.plan import build_plan
-from study.steps import Step
+from common.machine import machine_facts
+from study.engine.keep import KeepError, keep
+from study.engine.settings import ExperimentError
+from study.engine.steps import Step
 
 LOG_FILE, LOCK_FILE = "experiment.log", ".lock"
 _PR_SET_PDEATHSIG = 1
 
 
-def run_grid(config: ExperimentConfig, *, only: str | None = None, echo=print) -> dict[str, str]:
-    """The experiment grid: what an earlier machine kept copied back, its settings recorded (or
-    checked against the kept ones), then its steps run."""
-    keep_dir = Path(config.keep_dir) if config.keep_dir else None
-    if keep_dir is not None and (restored := restore_grid(keep_dir, config.root)):
-        _log(config.root, echo, f"restored {restored} kept files from {keep_dir}")
-    save_or_check_config(config)
-    if keep_dir is not None:
-        keep(config.root, keep_dir, [config.root / CONFIG_FILE])
-    if not bf16_is_native(facts := machine_facts()):
-        _log(config.root, echo, f"warning: this CPU, {describe_machine(facts)}, has neither AVX-512 BF16 nor AMX: "
-                                "evaluation and training run in float32 (bf16 would be emulated), several "
-                                "times slower than `akd experiment estimate` says")
-    return run_steps(config.root, build_plan(config), only=only, echo=echo, keep_dir=keep_dir)
-
-
-def restore_grid(keep_dir: Path, root: Path) -> int:
-    """Copy back what earlier machines kept of the grid at `root` (study/keep.py), only where the
-    grid is not here yet (a fresh clone): a grid folder in use is the truth, and an output
-    deleted from it on purpose must not come back. Its settings file is copied last, so a
-    restore cut short is finished by the next. Returns how many files were copied."""
-    if not Path(keep_dir).is_dir() or (Path(root) / CONFIG_FILE).exists():
-        return 0
-    try:
-        with _grid_lock(Path(root)):
-            return restore(keep_dir, root, last=CONFIG_FILE)
-    except ExperimentError:  # a runner works there
-        return 0
-
-
-def keep_grid(config: ExperimentConfig) -> int:
-    """Keep every finished step of a grid (one run before keeping began, or one still running);
-    returns how many files were copied."""
-    keep_dir = Path(config.keep_dir)
-    copied = keep(config.root, keep_dir, [config.root / CONFIG_FILE])
-    for step in build_plan(config):
-        if step_state(config.root, step) == "done":
-            copied += keep(config.root, keep_dir, _kept_paths(config.root, step))
-    return copied
-
-
-def _kept_paths(root: Path, step: Step) -> list[Path]:
+def kept_paths(root: Path, step: Step) -> list[Path]:
     """A finished step's small outputs, its record and its log (the report counts attempts there)."""
     return [*step.kept_paths, root / "steps" / f"{step.name}.json", root / "logs" / f"{step.name}.log"]
 
@@ -96,7 +54,7 @@ def run_steps(root: Path, steps: list[Step], *, only: str | None = None, echo=pr
     (progress bars) also goes to our stdout; `keep_dir`: where each finished step is kept."""
     journal = _Journal(Path(root), log_name, echo, show_output, keep_dir)
     states: dict[str, str] = {}
-    with _grid_lock(journal.root, command, log_name):
+    with root_lock(journal.root, command, log_name):
         to_run = _steps_to_run(journal.root, steps, only)
         for step in steps:
             if step.name not in to_run:
@@ -162,14 +120,14 @@ class _Journal:
         self.keep_dir = keep_dir
 
     def log(self, message: str) -> None:
-        _log(self.root, self.echo, message, self.log_name)
+        log_line(self.root, self.echo, message, self.log_name)
 
     def keep(self, step: Step) -> None:
         """The finished step's record and small outputs into the keep folder."""
         if self.keep_dir is None:
             return
         try:
-            keep(self.root, self.keep_dir, _kept_paths(self.root, step))
+            keep(self.root, self.keep_dir, kept_paths(self.root, step))
         except KeepError as exc:
             self.log(f"{step.name}: {exc}")
 
@@ -289,7 +247,7 @@ def _akd_args(step: Step) -> list[str]:
 
 
 @contextmanager
-def _grid_lock(root: Path, command: str = "akd experiment run", log_name: str = LOG_FILE):
+def root_lock(root: Path, command: str = "akd experiment run", log_name: str = LOG_FILE):
     root.mkdir(parents=True, exist_ok=True)
     with open(root / LOCK_FILE, "a+") as lock:
         try:
@@ -318,7 +276,7 @@ def _write_record(root: Path, record: dict) -> None:
     atomic_write_json(path, record)
 
 
-def _log(root: Path, echo, message: str, log_name: str = LOG_FILE) -> None:
+def log_line(root: Path, echo, message: str, log_name: str = LOG_FILE) -> None:
     line = f"{_now()} {message}"
     with open(root / log_name, "a") as log:
         log.write(line + "\n")

@@ -12,8 +12,9 @@ import math
 from pathlib import Path
 
 from common.files import atomic_write_json
-from study.config import PLAIN, ExperimentError
-from study.stats import compare
+from study.grid_v2.config import PLAIN
+from study.engine.settings import ExperimentError
+from study.engine.stats import compare
 
 
 def choose_template(passes: dict[str, dict[str, bool]], split: str) -> dict:

@@ -24,8 +24,8 @@ from stages.distill.config import DistillConfig
 from stages.distill.losses.config import LOSS_KINDS, LossConfig
 from stages.distill.run_folder import CHECKPOINTS_DIR, FINAL_DIR, run_path
 from stages.teacher import ResponsesFile, ResponsesFileError, RolloutConfig, TeacherCacheConfig
-from study.config import ExperimentError, load_settings, save_or_check_settings, split_list
-from study.steps import Step, cache_is_whole, eval_is_whole, run_is_whole
+from study.engine.settings import ExperimentError, load_settings, save_or_check_settings, split_list
+from study.engine.steps import Step, cache_is_whole, eval_is_whole, run_is_whole
 
 CONFIG_FILE = "onpolicy.json"
 LOG_FILE = "onpolicy.log"

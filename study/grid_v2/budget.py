@@ -18,7 +18,8 @@ from pathlib import Path
 from common.files import atomic_write_json
 from common.settings import default_of, option_fields
 from stages.distill.config import DistillConfig
-from study.config import ExperimentConfig, ExperimentError
+from study.grid_v2.config import ExperimentConfig
+from study.engine.settings import ExperimentError
 
 BUDGET_FILE = "budget.json"
 # the packing settings the grid leaves to `akd distill` (its defaults, or --distill-options)

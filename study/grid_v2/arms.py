@@ -21,11 +21,12 @@ from stages.distill.run_folder import CHECKPOINTS_DIR, FINAL_DIR, checkpoint_mod
 from stages.evaluate.config import EvalConfig
 from stages.evaluate.speed import SpeedConfig
 from stages.teacher import TeacherCacheConfig
-from study import onpolicy
-from study.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
-from study.choices import choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice
-from study.config import PLAIN, ExperimentConfig, split_list
-from study.steps import Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole, whole_when_known
+from study.onpolicy import rounds as onpolicy
+from study.grid_v2.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
+from study.grid_v2.choices import choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice
+from study.grid_v2.config import PLAIN, ExperimentConfig
+from study.engine.settings import split_list
+from study.engine.steps import (Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole, whole_when_known)
 
 TEST = ("humaneval", "mbpp")  # the test split's benchmarks
 FULL_ARMS = ("akd", "akd-onpolicy", "ce", "fkl", "rkl", "akd-mixed", "akd-mbpp")
@@ -121,7 +122,7 @@ class Grid:
             names += [f"train-{model}", f"eval-{model}-selection"]
 
         def decide() -> None:
-            from study.results import final_heldout_fkl
+            from study.engine.results import final_heldout_fkl
 
             runs = {lr: {"passes": _passes(self.eval_dir(f"sweep-{lr:g}", "selection"), "mbpp"),
                          "heldout_fkl": final_heldout_fkl(self.run_dir(f"sweep-{lr:g}", c.student, "akd"))}
@@ -315,7 +316,7 @@ class Grid:
 
 
 def _passes(eval_dir: Path, benchmark: str) -> dict[str, bool]:
-    from study.results import load_passes
+    from study.engine.results import load_passes
 
     return load_passes(eval_dir, benchmark)
 

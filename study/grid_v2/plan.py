@@ -14,9 +14,9 @@ shares memory with a student being trained. Names and folders: study/arms.py.
 """
 from __future__ import annotations
 
-from study.arms import Grid
-from study.config import ExperimentConfig
-from study.steps import Step
+from study.grid_v2.arms import Grid
+from study.grid_v2.config import ExperimentConfig
+from study.engine.steps import Step
 
 
 def build_plan(config: ExperimentConfig) -> list[Step]:

@@ -1,9 +1,9 @@
 """report.json as Markdown: the five answers first, then one section per thing they rest on."""
 from __future__ import annotations
 
-from study.cost import estimate_markdown
-from study.budget import Budget, RunBudget
-from study.headline import markdown as answers_markdown
+from study.grid_v2.cost import estimate_markdown
+from study.grid_v2.budget import Budget, RunBudget
+from study.grid_v2.headline import markdown as answers_markdown
 
 STATS_NOTE = ("Differences are paired over the same tasks: diff = pass@1(A) - pass@1(B) in points, its "
               "95% paired-bootstrap interval (10,000 resamples over tasks), and the exact McNemar p-value "

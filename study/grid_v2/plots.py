@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 def plot_pass_at_1(table: list[dict], path: Path) -> Path | None:
     """Every model scored on the test split: pass@1 bars and accuracy loss (study/chart.py)."""
-    from study.chart import bar_chart
+    from study.engine.chart import bar_chart
 
     rows = [r for r in table if all(r["pass@1"].get(b) is not None for b in ("humaneval", "mbpp"))]
     if not rows:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from stages.distill.run_folder import WEIGHT_DIRS
-from study.config import ExperimentError
+from study.engine.settings import ExperimentError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 MAX_KEPT_MB = 40  # one file; a cache shard or an evaluation's answers are a few MB

@@ -8,23 +8,24 @@ import json
 import subprocess
 from pathlib import Path
 
-from study.arms import FULL_ARMS, Grid
-from study.config import ExperimentConfig, ExperimentError, split_list
-from study.cost import estimate, expected_budget
-from study.headline import Scored, first_lines
-from study.plan import build_plan
-from study.results import heldout_curve, heldout_fidelity, load_metrics, load_passes, load_summary, recorded_run_settings, run_summary
+from study.grid_v2.arms import FULL_ARMS, Grid
+from study.grid_v2.config import ExperimentConfig
+from study.engine.settings import ExperimentError, split_list
+from study.grid_v2.cost import estimate, expected_budget
+from study.grid_v2.headline import Scored, first_lines
+from study.grid_v2.plan import build_plan
+from study.engine.results import (heldout_curve, heldout_fidelity, load_metrics, load_passes, load_summary, recorded_run_settings, run_summary)
 from common.machine import describe as describe_machine
-from study.runner import read_record, step_state
-from study.stats import compare_pooled
-from study.tables import markdown_report
+from study.engine.runner import read_record, step_state
+from study.engine.stats import compare_pooled
+from study.grid_v2.tables import markdown_report
 
 SCORED_SPLITS = {"test": ("humaneval", "mbpp"), "train": ("mbpp",)}
 
 
 def build_experiment_report(config: ExperimentConfig, out_dir: Path) -> dict:
     """Write report.md, report.json, the plots and samples/ to out_dir; return the JSON."""
-    from study.plots import plot_pass_at_1, plot_recovery, plot_speed, plot_training
+    from study.grid_v2.plots import plot_pass_at_1, plot_recovery, plot_speed, plot_training
 
     grid, out_dir = Grid(config), Path(out_dir)
     steps = build_plan(config)
@@ -116,7 +117,7 @@ def attach_speed(models: dict[str, Scored], steps) -> dict[str, dict]:
 
 
 def accuracy_rows(models: dict[str, Scored]) -> list[dict]:
-    from study.headline import accuracy_loss
+    from study.grid_v2.headline import accuracy_loss
 
     rows = []
     for model, scored in models.items():

@@ -5,10 +5,9 @@ the plan, and the plan never import each other.
 """
 from __future__ import annotations
 
-from study.onpolicy import (COMMAND, LOG_FILE, OnPolicyConfig, build_rounds, check_rows_fit,
-                            save_or_check_config)
-from study.onpolicy_summary import write_summary
-from study.runner import run_steps
+from study.onpolicy.rounds import COMMAND, LOG_FILE, OnPolicyConfig, build_rounds, check_rows_fit, save_or_check_config
+from study.onpolicy.summary import write_summary
+from study.engine.runner import run_steps
 
 
 def run_rounds(config: OnPolicyConfig, *, only: str | None = None, echo=print) -> dict[str, str]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from study.config import ExperimentError
+from study.engine.settings import ExperimentError
 
 
 @dataclass

@@ -10,7 +10,7 @@ from stages.distill.run_folder import read_summary as read_run_summary
 from stages.evaluate.eval_folder import SUMMARY_FILE as EVAL_SUMMARY_FILE
 from stages.evaluate.eval_folder import read_results, results_path
 from stages.evaluate.eval_folder import read_summary as read_eval_summary
-from study.config import ExperimentError
+from study.engine.settings import ExperimentError
 
 
 def load_summary(eval_dir: Path) -> dict:

@@ -1,6 +1,6 @@
 """The report's first lines: the five questions issue 13 asks, answered from the data alone.
 
-Every answer comes from paired tests over the tasks two models share (study.stats:
+Every answer comes from paired tests over the tasks two models share (study/engine/stats.py:
 per benchmark and pooled; McNemar's exact p decides, the bootstrap gives the interval). A
 question that asks about several comparisons at once ("does any arm beat the student?")
 decides on Holm-adjusted p over them, and says so where an arm is significant only alone.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from study.stats import compare_pooled, holm
+from study.engine.stats import compare_pooled, holm
 
 ALPHA = 0.05
 TEST = ("humaneval", "mbpp")  # the accuracy-loss benchmarks (docs/design.md)
