@@ -64,3 +64,13 @@ def software_versions() -> dict:
         except md.PackageNotFoundError:
             pass
     return versions
+
+
+def cpu_class(facts: dict) -> str:
+    """The class a CPU's speed figures belong to: `amx`, `avx512_bf16`, `avx2` or `other`
+    (bf16 in hardware, or not: figures from one class say nothing about another)."""
+    isa = facts.get("isa", [])
+    for name in ("amx_bf16", "avx512_bf16", "avx2"):
+        if name in isa:
+            return name.removesuffix("_bf16") if name == "amx_bf16" else name
+    return "other"

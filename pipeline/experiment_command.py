@@ -93,12 +93,16 @@ def keep_command(out_dir):
 @experiment_group.command("estimate")
 @dataclass_options(ExperimentConfig)
 def estimate_command(**options):
-    """The expected minutes of every step on this 2-core CPU (study/grid_v2/cost.py), and the total."""
-    from study.grid_v2.cost import estimate, expected_budget, total_hours
+    """The expected minutes of every step on this CPU class (study/grid_v2/cost.py), and the total."""
+    from study.grid_v2.cost import REFERENCE_CLASS, estimate, expected_budget, load_profile, total_hours
     from study.grid_v2.plan import build_plan
 
     config = ExperimentConfig(**options)
-    rows = estimate(config, build_plan(config), expected_budget(config))
+    profile = load_profile()
+    click.echo(f"figures measured on {profile.cpu_class}" + (
+        f"; not measured there, taken from {REFERENCE_CLASS}: {', '.join(profile.borrowed())}"
+        if profile.borrowed() else ""))
+    rows = estimate(config, build_plan(config), expected_budget(config), profile)
     for row in rows:
         click.echo(f"{row['step']:34} {row['minutes']:6.1f} min  {row['basis']}")
     click.echo(f"total {total_hours(rows):.1f} h for {len(rows)} steps")

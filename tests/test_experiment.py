@@ -148,7 +148,7 @@ def test_every_arm_of_one_size_gets_the_same_examples_steps_schedule_and_seed(tm
 
 
 def test_the_speed_steps_measure_teacher_student_and_pruned_student_at_a_fixed_length(tmp_path):
-    from study.grid_v2.cost import estimate
+    from study.grid_v2.cost import estimate, load_profile
 
     config = ExperimentConfig(out_dir=str(tmp_path), backend="hf")
     steps = {s.name: s for s in build_plan(config)}
@@ -166,12 +166,23 @@ def test_the_speed_steps_measure_teacher_student_and_pruned_student_at_a_fixed_l
         (step.output / "speed.json").write_text(json.dumps({"prompts": 64, "new_tokens": 256,
                                                             "generated_tokens": 64 * 256}))
         assert step.verify()
-    rows = {r["step"]: r for r in estimate(config, list(steps.values()))}
+    rows = {r["step"]: r for r in estimate(config, list(steps.values()), profile=load_profile("avx512_bf16"))}
     assert rows["speed-teacher"]["basis"] == "engine + 64 x 256 tokens at 84 tok/s (the evaluation's measured rate)"
     assert rows["speed-teacher"]["minutes"] == round((60 + 64 * 256 / 84) / 60, 1)
     assert rows["speed-small"]["minutes"] == rows["speed-student"]["minutes"] == round((60 + 64 * 256 / 609) / 60, 1)
     no_small = [s.name for s in build_plan(ExperimentConfig(out_dir=str(tmp_path), small_losses=""))]
     assert no_small[-2:] == ["speed-teacher", "speed-student"] and "speed-small" not in no_small
+
+
+def test_cost_figures_are_a_cpu_class_profile_completed_from_the_reference():
+    from study.grid_v2.cost import REFERENCE_CLASS, load_profile
+
+    reference, avx2, other = load_profile(REFERENCE_CLASS), load_profile("avx2"), load_profile("riscv")
+    assert reference.borrowed() == [] and reference["engine_s"] == 60.0
+    assert avx2["engine_s"] == 313.0 and avx2["train_s_per_micro_batch"] == {"full": 24.7, "small": 3.0}
+    assert "eval_s_per_task" in avx2.borrowed() and "engine_s" not in avx2.borrowed()
+    assert avx2.sources["prune_s"].startswith("not measured on avx2; avx512_bf16's: ")
+    assert other.figures == reference.figures and set(other.borrowed()) == set(reference.figures)
 
 
 def test_the_budget_is_one_pass_of_batches_of_at_least_16_sequences(tmp_path):
