@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 from common.files import replace_dir
+from common.model_card import write_card
 
 PROVENANCE = "akd-prune.json"
 # Config lists holding one entry per decoder layer: they keep the kept layers' entries.
@@ -163,6 +164,24 @@ def prune_layers(source: Path | str, out: Path | str, keep: list[int] | None = N
     return provenance
 
 
+def write_pruned_card(folder: Path, provenance: dict) -> None:
+    """README.md with front matter (common/model_card.py): what the folder was pruned from and how."""
+    source = Path(provenance["source"]).name  # never this machine's path
+    if provenance["method"] == "depth":
+        how = (f"depth pruning: kept layers {provenance['kept_layers']} of {provenance['source_num_layers']}")
+    else:
+        how = (f"width pruning: kept {provenance['intermediate_size']:,} of {provenance['source_intermediate_size']:,} "
+               f"MLP neurons in every layer, those with the largest {provenance['importance']}")
+    body = "\n".join([f"Pruned by akd from `{source}` ({how}): {provenance['parameters_before']:,} -> "
+                      f"{provenance['parameters_after']:,} parameters, before any training.", "",
+                      f"`{PROVENANCE}` beside this card records every setting and, for width pruning, the "
+                      "calibration rows and each layer's importance kept and dropped."])
+    write_card(folder, {"base_model": source, "library_name": "transformers", "pipeline_tag": "text-generation",
+                        "tags": ["pruned", "code", "akd"]}, f"{source}, {provenance['method']}-pruned",
+               {"pruning": body, "evaluation": "## Evaluation\n\nNot evaluated yet: `akd eval --model <this folder>` "
+                                               "adds its HumanEval and MBPP pass@1 here."})
+
+
 def save_pruned(model, tokenizer, out: Path, provenance: dict) -> None:
     """Write model, tokenizer and PROVENANCE to `out` through a temporary folder, atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +191,7 @@ def save_pruned(model, tokenizer, out: Path, provenance: dict) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        write_pruned_card(tmp, provenance)
         replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

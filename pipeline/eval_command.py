@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from common.model_card import CARD_FILE, set_section
 from common.settings import build_config, option_flag
 from inference.allocator import describe as describe_allocator
 from model_tools.gguf_models import resolve_model
@@ -13,6 +14,7 @@ from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
 from stages.distill.run_folder import CONFIG_FILE, FINAL_DIR, mix_name, read_run_record
 from stages.evaluate import EvalConfig
+from stages.evaluate.card_section import evaluation_section
 
 
 @akd_command("eval")
@@ -31,6 +33,8 @@ def eval_command(models_dir, **options):
     config.out_dir = str(config.out_dir or Path("evals") / _name(config.model, meta))
     summary = evaluate_model(config, role="distilled" if meta else "student", meta=meta,
                              template=prompt_template, progress=True)
+    if Path(config.model).is_dir() and set_section(config.model, "evaluation", evaluation_section(summary)):
+        click.echo(f"{Path(config.model) / CARD_FILE}: evaluation section updated")
     for name in config.benchmarks:
         scores = summary["benchmarks"][name]
         click.echo(f"{config.model} {name}: pass@1 = {100 * scores['pass@1']:.1f}% "

@@ -237,3 +237,14 @@ def test_refuses_to_prune_into_its_own_source(deep_source):
 def test_vllm_loads_the_pruned_model_and_agrees_with_hf(pruned):
     out, _ = pruned
     assert_vllm_agrees_with_hf(out)
+
+
+def test_a_pruned_folder_carries_a_model_card_naming_its_source(deep_source, tmp_path):
+    from huggingface_hub import ModelCard
+
+    result = run_cli(deep_source, tmp_path / "out", "--keep", "0,2,5")
+    assert result.exit_code == 0, result.output
+    card = ModelCard.load(tmp_path / "out" / "README.md")
+    assert card.data.to_dict()["base_model"] == "source" and "pruned" in card.data.to_dict()["tags"]
+    assert "kept layers [0, 2, 5] of 6" in card.text and str(tmp_path) not in card.content
+    assert str(deep_source.parent) not in card.content

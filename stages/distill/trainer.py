@@ -45,7 +45,8 @@ from .errors import DistillConfigError, NonFiniteLossError
 from .heldout import evaluate
 from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics, pool_eval
 from .mixing import CacheMix, open_mix
-from .run_folder import CHECKPOINT_MODEL_DIR, FINAL_DIR, SUMMARY_FILE
+from .model_card import write_student_card
+from .run_folder import CHECKPOINT_MODEL_DIR, FINAL_DIR, SUMMARY_FILE, read_run_record
 from .rundir import prepare_run_dir, run_record
 from .student_model import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
@@ -391,6 +392,7 @@ def _finish(run: _Run) -> dict:
     }
     if env.is_main:  # what a report needs without replaying the metrics (last call's wall time)
         (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+        write_student_card(final_dir, read_run_record(run.run_dir), run.log.records, summary)
     return {**summary, "metrics": run.log.records}
 
 
