@@ -237,3 +237,27 @@ def test_distill_on_a_full_disk_says_where_and_resumes(tiny_student, tiny_teache
     again = akd(*args)
     assert again.exit_code == 0, again.output
     assert (run / "final" / "config.json").exists()
+
+
+def test_eval_on_a_full_disk_says_where_and_keeps_what_it_saved(tiny_teacher, tmp_path, monkeypatch):
+    import stages.evaluate.run as run
+
+    real_write, writes = run._write_json, []
+
+    def summary_fails(path, data):
+        writes.append(path.name)
+        if path.name == "summary.json" and path.parent == tmp_path / "e":  # the model's summary, last
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(run, "_write_json", summary_fails)
+    args = ["eval", "--model", tiny_teacher, "--out", tmp_path / "e", "--backend", "hf", "--benchmark", "humaneval",
+            "--limit", 1, "--max-new-tokens", 8, "--trust-model-code", "--models-dir", tmp_path]
+    one_error_line(akd(*args), f"no space left on the device that holds {tmp_path / 'e'}",
+                   "it reuses the answers already saved")
+    answers = tmp_path / "e" / "humaneval" / "generations.jsonl"
+    stamp = answers.stat().st_mtime_ns  # the answers stay
+    monkeypatch.setattr(run, "_write_json", real_write)
+    again = akd(*args)
+    assert again.exit_code == 0, again.output
+    assert answers.stat().st_mtime_ns == stamp and (tmp_path / "e" / "summary.json").exists()  # reused, finished
