@@ -86,3 +86,20 @@ def test_an_evaluation_section_states_its_settings():
                                "benchmarks": {"humaneval": {"pass@1": 0.123, "n_tasks": 164}}})
     assert "5 sample(s) per task at temperature 0.8, up to 384 new tokens, vllm backend" in text
     assert "| humaneval | test | 12.3% | 164 |" in text
+
+
+def test_local_model_folders_appear_by_name_only(tmp_path, monkeypatch):
+    from stages.distill.model_card import write_student_card
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "big-teacher").mkdir(parents=True)
+    (tmp_path / "models" / "small").mkdir()
+    record = {"options": {"loss": {"kind": "fkl"}, "lr": 1e-5}, "precision": "bf16",
+              "student": {"name": "models/small"},
+              "mix": {"k": 20, "caches": [{"label": "c", "teacher": {"model": "models/big-teacher"}, "k": 20,
+                                           "rows": 5, "templates": {"teacher": {"name": "plain"}, "student": "plain"},
+                                           "dataset": {"source": "rows.jsonl"}}]}}
+    write_student_card(tmp_path, record, [], {"steps": 4})
+    text = (tmp_path / CARD_FILE).read_text()
+    assert "models/" not in text and "| c | big-teacher | plain | plain | 20 | 5 |" in text
+    assert ModelCard.load(tmp_path / CARD_FILE).data.to_dict()["base_model"] == "small"

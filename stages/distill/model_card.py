@@ -37,7 +37,7 @@ def write_student_card(final_dir: Path | str, record: dict, metrics: list[dict],
         "",
         "| cache | teacher | teacher template | student template | k | examples |",
         "|---|---|---|---|---|---|",
-        *(f"| {c.get('label')} | {_teacher(c)} | {_template(c, 'teacher')} | {_template(c, 'student')} | "
+        *(f"| {c.get('label')} | {_model_id(_teacher(c))} | {_template(c, 'teacher')} | {_template(c, 'student')} | "
           f"{c.get('k', record['mix'].get('k'))} | {c.get('rows', '')} |" for c in caches),
     ]
     return write_card(final_dir, front, f"{Path(student.rstrip('/')).name}, distilled ({loss})",
