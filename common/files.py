@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from common.errors import error_chain, first_line
+
 CHUNK_BYTES = 1 << 20
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 NEARLY_FULL_BYTES = 16 << 20
@@ -31,15 +33,8 @@ class DiskFullError(OSError):
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether `exc` (or what caused it) reports a full device or an exhausted quota."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
-            return True
-        if any(word in str(exc) for word in _FULL_WORDS):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(e, OSError) and e.errno in _FULL_ERRNOS or any(word in str(e) for word in _FULL_WORDS)
+               for e in error_chain(exc))
 
 
 def nearly_full(folder: Path | str) -> bool:
@@ -69,8 +64,8 @@ def names_full_disk(folder: Path | str, then: str) -> Iterator[None]:
         # torch.save's writer raises a RuntimeError that does not say why: ask the device
         if not (is_disk_full(exc) or isinstance(exc, (OSError, RuntimeError)) and nearly_full(folder)):
             raise
-        said = (str(exc).strip().splitlines() or [""])[0][:120]
-        full = DiskFullError(f"no space left on the device that holds {folder} ({type(exc).__name__}: {said}); "
+        full = DiskFullError(f"no space left on the device that holds {folder} "
+                             f"({type(exc).__name__}: {first_line(exc)[:120]}); "
                              f"free some space there, then {then}")
         full.errno = errno.ENOSPC
         raise full from None

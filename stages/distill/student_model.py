@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cache_schema import tokenizer_fingerprint, tokenizer_size
+from common.errors import first_line
 
 from .errors import DistillError, TokenizerMismatchError
 from .losses import LossConfig, topk_distill_loss
@@ -25,7 +26,7 @@ def load_tokenizer(name_or_path: str):
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except OSError as exc:
-        raise DistillError(f"cannot load the tokenizer of student {name_or_path!r}: {_first_line(exc)}") from None
+        raise DistillError(f"cannot load the tokenizer of student {name_or_path!r}: {first_line(exc)}") from None
 
 
 def load_model(source: str):
@@ -35,17 +36,13 @@ def load_model(source: str):
     try:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except OSError as exc:
-        raise DistillError(f"cannot load student weights from {source!r}: {_first_line(exc)}") from None
+        raise DistillError(f"cannot load student weights from {source!r}: {first_line(exc)}") from None
     for name in UNSUPPORTED_LOGIT_TRANSFORMS:
         if getattr(model.config, name, None) not in (None, 1, 1.0):
             raise DistillError(f"student {source!r} transforms its logits ({name}="
                                f"{getattr(model.config, name)}); the top-k loss supports lm_head(hidden) only")
     model.config.use_cache = False
     return model
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def check_tokenizer(tokenizer, manifest, student: str) -> int:

@@ -11,10 +11,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import error_chain, first_line
 from common.files import file_sha256
 
 from .settings import DatasetSettings, TeacherConfigError
-from .source_files import COMPRESSED_SUFFIXES, first_line, load_local_file
+from .source_files import COMPRESSED_SUFFIXES, load_local_file
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 log = logging.getLogger(__name__)
@@ -102,26 +103,18 @@ def _load_hub_dataset(config: DatasetSettings):
                                  f"dataset ({type(err).__name__}: {first_line(err)})") from None
 
 
-def _error_chain(err: BaseException):
-    seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
-
-
 def _hub_offline(err: BaseException) -> bool:
     from huggingface_hub import constants
 
     return constants.HF_HUB_OFFLINE or any(
         type(e).__name__ == "OfflineModeIsEnabled" or "OfflineModeIsEnabled" in str(e)
-        for e in _error_chain(err))
+        for e in error_chain(err))
 
 
 def _hub_unreachable(err: BaseException) -> bool:
     return any(isinstance(e, (ConnectionError, TimeoutError)) or
                type(e).__name__ in ("ConnectError", "ConnectTimeout", "ReadTimeout")
-               for e in _error_chain(err))
+               for e in error_chain(err))
 
 
 def select_indices(num_rows: int, offset: int, limit: int | None, num_workers: int,

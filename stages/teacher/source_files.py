@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.errors import first_line
+
 from .config import TeacherConfigError
 
 SKIP_INVALID_JSON = "invalid_json"
@@ -46,11 +48,6 @@ class JsonScan:
     # `datasets` would stumble on the layout: blank lines (it drops them, but fails on them
     # beside a mixed-type column) or anything before an array's "[" (after a BOM)
     needs_copy: bool = False
-
-
-def first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def _open(path: Path):
