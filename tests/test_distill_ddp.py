@@ -8,10 +8,7 @@ So the loss curves must agree to float rounding (tolerance 1e-5 relative for DDP
 FSDP2, whose reduce-scatter sums in another order), not merely look alike.
 """
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,22 +17,15 @@ from safetensors.torch import load_file
 
 from cache_schema import tokenizer_fingerprint
 from distill_cache import random_cache
+from torchrun import build_twice_if_killed, torchrun
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = "import json, sys\nfrom stages.distill import DistillConfig, train\ntrain(DistillConfig.from_options(json.loads(sys.argv[1])))\n"
 
 
 def launch(options: dict, tmp_path: Path, nproc: int) -> None:
     script = tmp_path / "run_train.py"
     script.write_text(SCRIPT)
-    if nproc == 1:
-        cmd = [sys.executable, str(script), json.dumps(options)]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_port", str(29500 + os.getpid() % 1000), str(script), json.dumps(options)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-4000:]
+    torchrun(script, [json.dumps(options)], nproc)
 
 
 def curve(run_dir: Path, split: str, key: str) -> list[float]:
@@ -47,24 +37,27 @@ def curve(run_dir: Path, split: str, key: str) -> list[float]:
 def runs(tiny_student, tmp_path_factory):
     from transformers import AutoTokenizer
 
-    root = tmp_path_factory.mktemp("ddp")
     tokenizer = AutoTokenizer.from_pretrained(tiny_student)
-    cache = random_cache(root / "cache", examples=40, rows_per_shard=10, vocab=len(tokenizer),
-                         fingerprint=tokenizer_fingerprint(tokenizer), response_len=(3, 20))
-    base = dict(caches=[str(cache)], student=str(tiny_student), max_steps=6, lr=3e-3, warmup_steps=1,
-                precision="float32", deterministic=True, threads=1, shuffle_buffer=1, sort_pool=1, max_batch_examples=1,
-                eval_fraction=0.2, eval_every=3, checkpoint_every=3, keep_checkpoints=2, progress=False,
-                plots=False, final_dtype="float32")
-    launch({**base, "run_dir": str(root / "single"), "num_workers": 4, "grad_accum": 4}, root, 1)
-    launch({**base, "run_dir": str(root / "ddp"), "num_workers": 2, "grad_accum": 2}, root, 2)
-    fsdp = {**base, "run_dir": str(root / "fsdp"), "num_workers": 2, "grad_accum": 2, "fsdp": True}
-    launch(fsdp, root, 2)
-    # resume under FSDP: forget the last checkpoint and the result, rerun from step 3
-    first_final = load_file(root / "fsdp" / "final" / "model.safetensors")
-    shutil.rmtree(root / "fsdp" / "final")
-    shutil.rmtree(root / "fsdp" / "checkpoints" / "step-0000006")
-    launch(fsdp, root, 2)
-    return root, first_final
+
+    def build(root: Path):
+        cache = random_cache(root / "cache", examples=40, rows_per_shard=10, vocab=len(tokenizer),
+                             fingerprint=tokenizer_fingerprint(tokenizer), response_len=(3, 20))
+        base = dict(caches=[str(cache)], student=str(tiny_student), max_steps=6, lr=3e-3, warmup_steps=1,
+                    precision="float32", deterministic=True, threads=1, shuffle_buffer=1, sort_pool=1,
+                    max_batch_examples=1, eval_fraction=0.2, eval_every=3, checkpoint_every=3, keep_checkpoints=2,
+                    progress=False, plots=False, final_dtype="float32")
+        launch({**base, "run_dir": str(root / "single"), "num_workers": 4, "grad_accum": 4}, root, 1)
+        launch({**base, "run_dir": str(root / "ddp"), "num_workers": 2, "grad_accum": 2}, root, 2)
+        fsdp = {**base, "run_dir": str(root / "fsdp"), "num_workers": 2, "grad_accum": 2, "fsdp": True}
+        launch(fsdp, root, 2)
+        # resume under FSDP: forget the last checkpoint and the result, rerun from step 3
+        first_final = load_file(root / "fsdp" / "final" / "model.safetensors")
+        shutil.rmtree(root / "fsdp" / "final")
+        shutil.rmtree(root / "fsdp" / "checkpoints" / "step-0000006")
+        launch(fsdp, root, 2)
+        return root, first_final
+
+    return build_twice_if_killed(build, lambda: tmp_path_factory.mktemp("ddp"))
 
 
 @pytest.mark.slow
