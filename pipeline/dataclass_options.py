@@ -47,6 +47,8 @@ def _option(cls, field: dataclasses.Field, default, required: bool):
                             help=help_text)
     choices = field.metadata.get("choices")
     click_type = click.Choice(list(choices)) if choices else _CLICK_TYPES.get(kind, str)
+    if required:  # no default at all: click 8.3+ takes an explicit default=None as a value given
+        return click.option(flag, field.name, type=click_type, required=True, help=help_text)
     return click.option(flag, field.name, type=click_type, default=default,
-                        show_default=default is not None, required=required, help=help_text)
+                        show_default=default is not None, help=help_text)
 

@@ -18,6 +18,7 @@ import click
 from cache_schema import CacheError
 from common.files import DiskFullError, is_disk_full
 from common.model_folders import ModelFolderError
+from common.settings_files import SettingsFileError
 from inference import InferenceError
 from inference.templates import TemplateError
 from model_tools.gguf_models import ModelBuildError
@@ -29,7 +30,7 @@ from study.engine.settings import ExperimentError
 
 FIXABLE_ERRORS = (CacheError, InferenceError, TemplateError, ModelBuildError, DistillError,
                   EvaluationError, TeacherConfigError, PruneError, ExperimentError,
-                  ModelFolderError, FileNotFoundError, DiskFullError)
+                  ModelFolderError, SettingsFileError, FileNotFoundError, DiskFullError)
 
 
 @contextlib.contextmanager

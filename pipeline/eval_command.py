@@ -12,12 +12,14 @@ from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
+from pipeline.settings_file_options import settings_file_options
 from stages.distill.run_folder import CONFIG_FILE, FINAL_DIR, mix_name, read_run_record
 from stages.evaluate import EvalConfig
 from stages.evaluate.card_section import evaluation_section
 
 
 @akd_command("eval")
+@settings_file_options(EvalConfig)
 @dataclass_options(EvalConfig)
 @MODELS_DIR_OPTION
 def eval_command(models_dir, **options):

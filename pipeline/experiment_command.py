@@ -11,6 +11,7 @@ from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
+from pipeline.settings_file_options import settings_file_options
 from study.grid_v2.config import ExperimentConfig, load_config
 
 
@@ -22,6 +23,7 @@ def experiment_group():
 
 
 @experiment_group.command("run")
+@settings_file_options(ExperimentConfig)
 @dataclass_options(ExperimentConfig)
 @click.option("--only", default=None, help="Run only the steps whose name contains this.")
 def run_command(only, **options):

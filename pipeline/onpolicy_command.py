@@ -8,6 +8,7 @@ from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
+from pipeline.settings_file_options import settings_file_options
 from study.onpolicy.rounds import OnPolicyConfig, load_config
 
 
@@ -18,6 +19,7 @@ def onpolicy_group():
 
 
 @onpolicy_group.command("run")
+@settings_file_options(OnPolicyConfig)
 @dataclass_options(OnPolicyConfig)
 @click.option("--only", default=None, help="Run only the steps whose name contains this.")
 def run_command(only, **options):

@@ -6,10 +6,12 @@ from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
+from pipeline.settings_file_options import settings_file_options
 from stages.teacher import RolloutConfig, run_rollout
 
 
 @akd_command("rollout")
+@settings_file_options(RolloutConfig)
 @dataclass_options(RolloutConfig)
 @MODELS_DIR_OPTION
 def rollout_command(models_dir, **options):

@@ -9,10 +9,12 @@ from model_tools.gguf_models import resolve_model
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_command
 from pipeline.shared_options import MODELS_DIR_OPTION
+from pipeline.settings_file_options import settings_file_options
 from stages.teacher import TeacherCacheConfig
 
 
 @akd_command("teacher-cache")
+@settings_file_options(TeacherCacheConfig)
 @dataclass_options(TeacherCacheConfig)
 @MODELS_DIR_OPTION
 def teacher_cache_command(models_dir, **options):
