@@ -35,7 +35,8 @@ def eval_command(models_dir, **options):
     config.out_dir = str(config.out_dir or Path("evals") / _name(config.model, meta))
     summary = evaluate_model(config, role="distilled" if meta else "student", meta=meta,
                              template=prompt_template, progress=True)
-    if Path(config.model).is_dir() and set_section(config.model, "evaluation", evaluation_section(summary)):
+    if Path(config.model).is_dir() and set_section(config.model, "evaluation",
+                                                      evaluation_section(summary, Path(config.out_dir).parent)):
         click.echo(f"{Path(config.model) / CARD_FILE}: evaluation section updated")
     for name in config.benchmarks:
         scores = summary["benchmarks"][name]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from stages.evaluate.accuracy import accuracy_loss
 from stages.evaluate.errors import EvaluationError
 from stages.evaluate.eval_folder import SUMMARY_FILE, SUMMARY_KIND
 from study.engine.chart import bar_chart
@@ -72,18 +73,12 @@ def _scores(summary: dict) -> dict[str, float | None]:
 def _row(summary: dict, teacher: dict) -> dict:
     meta = summary.get("meta", {})
     scores = _scores(summary)
-    losses = {b: _accuracy_loss(teacher[b], scores[b]) for b in REPORT_BENCHMARKS}
+    losses = {b: accuracy_loss(teacher[b], scores[b]) for b in REPORT_BENCHMARKS}
     return {"name": summary["name"], "model": summary["model"], "role": summary["role"],
             "loss": meta.get("loss"), "cache": meta.get("cache"),
             "base_model": meta.get("base_model"),
             "pass@1": {**scores, "mean": _mean(scores.values())},
             "accuracy_loss": {**losses, "mean": _mean(losses.values())}}
-
-
-def _accuracy_loss(teacher: float | None, model: float | None) -> float | None:
-    if teacher is None or model is None or teacher == 0:
-        return None
-    return (teacher - model) / teacher
 
 
 def _mean(values) -> float | None:

@@ -1,6 +1,7 @@
 """Every model folder akd writes carries a model card the Hugging Face Hub reads (issue 23):
 the distilled final/ and a pruned model; `akd eval` adds its scores and never a number it did
 not measure."""
+import json
 import os
 
 import pytest
@@ -103,3 +104,19 @@ def test_local_model_folders_appear_by_name_only(tmp_path, monkeypatch):
     text = (tmp_path / CARD_FILE).read_text()
     assert "models/" not in text and "| c | big-teacher | plain | plain | 20 | 5 |" in text
     assert ModelCard.load(tmp_path / CARD_FILE).data.to_dict()["base_model"] == "small"
+
+
+def test_the_accuracy_loss_is_stated_only_against_a_teacher_scored_the_same_way(tmp_path):
+    scoring = {"mode": "instruct", "split": "test", "limit": None, "n_samples": 1, "temperature": 0.0,
+               "max_new_tokens": 512, "backend": "vllm"}
+    student = {**scoring, "role": "distilled", "benchmarks": {"humaneval": {"pass@1": 0.45, "n_tasks": 164}}}
+    teacher = {**scoring, "kind": "akd-eval", "role": "teacher", "model": "models/teacher",
+               "benchmarks": {"humaneval": {"pass@1": 0.6, "n_tasks": 164}}}
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "summary.json").write_text(json.dumps({**teacher, "max_new_tokens": 256}))
+    text = evaluation_section(student, tmp_path)
+    assert "accuracy loss" not in text.split("\n\n")[2] and "No accuracy loss against the teacher is stated" in text
+    (tmp_path / "teacher" / "summary.json").write_text(json.dumps(teacher))
+    text = evaluation_section(student, tmp_path)
+    assert "| humaneval | test | 45.0% | 60.0% | 25.0% | 164 |" in text  # (0.6 - 0.45) / 0.6
+    assert f"`{tmp_path / 'teacher'}` (models/teacher)" in text
