@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from study.engine.stats import (binomial_two_sided_p, compare, compare_pooled, detectable_difference, holm, mcnemar, paired_bootstrap)
+from study.engine.stats import (binomial_two_sided_p, compare, compare_pooled, compare_rates, detectable_difference, holm,
+                                mcnemar, paired_bootstrap)
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
@@ -174,3 +175,65 @@ def test_holm_steps_down_and_stays_monotone():
     # sorted 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, then 0.04 x 1 = 0.04 is raised to 0.06 (monotone)
     assert adjusted == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
     assert holm({"only": 0.2}) == {"only": 0.2} and holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}
+
+
+def sampled(rng, rates: np.ndarray, n: int, prefix: str = "t") -> dict[str, float]:
+    """Per-task shares of n sampled answers that pass, each task passing at its own rate."""
+    return {f"{prefix}{i}": rng.binomial(n, r) / n for i, r in enumerate(rates)}
+
+
+def test_compare_rates_is_the_paired_t_test_on_per_task_rates():
+    from scipy import stats
+
+    a = {"t0": 0.8, "t1": 0.2, "t2": 1.0, "t3": 0.4, "t4": 0.6}
+    b = {"t0": 0.6, "t1": 0.2, "t2": 0.6, "t3": 0.0, "t4": 0.8}
+    found = compare_rates(a, b)
+    d = np.array([0.2, 0.0, 0.4, 0.4, -0.2])
+    assert found["diff"] == pytest.approx(0.16) and found["se"] == pytest.approx(d.std(ddof=1) / math.sqrt(5))
+    assert found["p_value"] == pytest.approx(stats.ttest_rel(list(a.values()), list(b.values())).pvalue)
+    half = stats.t.ppf(0.975, 4) * found["se"]
+    assert (found["ci_low"], found["ci_high"]) == pytest.approx((0.16 - half, 0.16 + half))
+    assert found["detectable_diff"] == pytest.approx((stats.t.ppf(0.975, 4) + stats.norm.ppf(0.8)) * found["se"])
+    assert found["verdict"].startswith("no significant difference")
+
+
+def test_greedy_bools_are_rates_of_zero_or_one():
+    a, b = discordant(10, 2)
+    assert compare_rates(a, b)["diff"] == pytest.approx(compare(a, b)["diff"])
+    with pytest.raises(ValueError, match="not a pass rate"):
+        compare_rates({"t0": 1.5}, {"t0": 0.5})
+    assert compare_rates({"t0": 0.5, "t1": 1.0}, {"t0": 0.5, "t1": 1.0})["p_value"] == 1.0  # no spread, no gap
+
+
+def test_more_samples_per_task_shrink_the_standard_error_and_find_a_real_gap():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.05, 0.95, size=400)  # tasks of every difficulty
+    better = np.clip(base + 0.04, 0, 1)  # a true gain of ~4 points
+    greedy = compare_rates(sampled(rng, better, 1), sampled(rng, base, 1))
+    five = compare_rates(sampled(rng, better, 5), sampled(rng, base, 5))
+    twenty = compare_rates(sampled(rng, better, 20), sampled(rng, base, 20))
+    assert twenty["se"] < five["se"] < greedy["se"]
+    assert twenty["detectable_diff"] < 0.04 < greedy["detectable_diff"]
+    assert twenty["verdict"].startswith("A better")
+
+
+def test_pooled_rates_prefix_the_benchmarks_and_test_them_together():
+    a = {"humaneval": {"t0": 0.8, "t1": 0.4}, "mbpp": {"t0": 0.6, "t1": 1.0, "t2": 0.2}}
+    b = {"humaneval": {"t0": 0.6, "t1": 0.4}, "mbpp": {"t0": 0.6, "t1": 0.8, "t2": 0.0}}
+    found = compare_pooled(a, b, test=compare_rates)
+    together = compare_rates({f"{x}/{t}": r for x in a for t, r in a[x].items()},
+                             {f"{x}/{t}": r for x in b for t, r in b[x].items()})
+    assert found["pooled"] == together and found["pooled"]["n_tasks"] == 5
+    assert found["per_benchmark"]["humaneval"] == compare_rates(a["humaneval"], b["humaneval"])
+
+
+def test_pass_rates_are_read_from_an_evaluations_results(tmp_path):
+    import json
+
+    from study.engine.results import load_pass_rates
+
+    (tmp_path / "mbpp").mkdir()
+    rows = [{"task_id": "11", "statuses": ["passed", "failed", "passed", "passed", "timeout"]},
+            {"task_id": "12", "statuses": ["failed"] * 5}]
+    (tmp_path / "mbpp" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_pass_rates(tmp_path, "mbpp") == {"11": 0.6, "12": 0.0}

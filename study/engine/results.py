@@ -28,6 +28,15 @@ def load_passes(eval_dir: Path, benchmark: str) -> dict[str, bool]:
     return {row["task_id"]: row["statuses"][0] == "passed" for row in rows}
 
 
+def load_pass_rates(eval_dir: Path, benchmark: str) -> dict[str, float]:
+    """task id -> the share of its sampled answers that passed (c/n, the unbiased pass@1
+    estimate; 0 or 1 for a greedy evaluation), for compare_rates."""
+    rows = read_results(eval_dir, benchmark)
+    if rows is None:
+        raise ExperimentError(f"{results_path(eval_dir, benchmark)} is missing: that evaluation has not finished")
+    return {row["task_id"]: row["statuses"].count("passed") / len(row["statuses"]) for row in rows}
+
+
 def load_metrics(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl records, or none where the run has not started."""
     return read_metrics(run_dir)

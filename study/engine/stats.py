@@ -1,9 +1,12 @@
 """Is method A really better than method B on these tasks, or is the gap noise?
 
-Both methods are scored pass/fail on the same tasks (HumanEval's 164, MBPP's 500), so
-the comparisons are paired: a paired bootstrap over tasks (scipy, BCa interval) gives the
-difference in pass rate with a confidence interval, and McNemar's exact test asks whether the tasks only A
-solves outnumber the tasks only B solves by more than chance would.
+Both methods are scored on the same tasks (HumanEval's 164, MBPP's 500), so the comparisons
+are paired. Greedy answers are pass/fail: a paired bootstrap over tasks (scipy, BCa interval)
+gives the difference in pass rate with a confidence interval, and McNemar's exact test asks
+whether the tasks only A solves outnumber the tasks only B solves by more than chance would.
+Sampled answers (n per task) give each task a pass rate c/n, the unbiased pass@1 estimate:
+`compare_rates` tests the mean of the per-task differences (paired t-test), whose standard
+error is what decides how many tasks and samples a question needs.
 """
 from __future__ import annotations
 
@@ -13,6 +16,17 @@ from scipy import stats
 
 def _paired(a: dict[str, bool], b: dict[str, bool]) -> tuple[np.ndarray, np.ndarray]:
     """The two outcomes as 0/1 arrays over the same tasks, in sorted task order."""
+    tasks = _same_tasks(a, b)
+    for side, scores in (("a", a), ("b", b)):
+        bad = next((t for t in tasks if scores[t] not in (True, False)), None)
+        if bad is not None:
+            raise ValueError(f"{side}[{bad!r}] is {scores[bad]!r}, not pass/fail (a bool)")
+    return (np.array([bool(a[t]) for t in tasks], dtype=np.int64),
+            np.array([bool(b[t]) for t in tasks], dtype=np.int64))
+
+
+def _same_tasks(a: dict, b: dict) -> list[str]:
+    """The task ids both sides scored, sorted; different sets or none at all are refused."""
     only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     if only_a or only_b:
         example = (only_a or only_b)[0]
@@ -20,13 +34,7 @@ def _paired(a: dict[str, bool], b: dict[str, bool]) -> tuple[np.ndarray, np.ndar
                          f"ids only in a, {len(only_b)} only in b (e.g. {example!r})")
     if not a:
         raise ValueError("paired comparison needs at least one task")
-    tasks = sorted(a)
-    for side, scores in (("a", a), ("b", b)):
-        bad = next((t for t in tasks if scores[t] not in (True, False)), None)
-        if bad is not None:
-            raise ValueError(f"{side}[{bad!r}] is {scores[bad]!r}, not pass/fail (a bool)")
-    return (np.array([bool(a[t]) for t in tasks], dtype=np.int64),
-            np.array([bool(b[t]) for t in tasks], dtype=np.int64))
+    return sorted(a)
 
 
 def paired_bootstrap(a: dict[str, bool], b: dict[str, bool], *, n_resamples: int = 10000,
@@ -129,7 +137,7 @@ def compare(a: dict[str, bool], b: dict[str, bool], *, names: tuple[str, str] = 
 
 def compare_pooled(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]], *,
                    benchmarks: tuple[str, ...] | None = None, names: tuple[str, str] = ("A", "B"),
-                   alpha: float = 0.05, **bootstrap_options) -> dict:
+                   alpha: float = 0.05, test=None, **bootstrap_options) -> dict:
     """Two models compared per benchmark and pooled over every benchmark both were scored on.
 
     `a` and `b` map a benchmark's name (as the caller names it: "humaneval", "mbpp",
@@ -143,7 +151,9 @@ def compare_pooled(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]],
     the pooled pass rate is the task-weighted mean, and McNemar counts every discordant task.
     Keys: benchmarks (the names used), left_out ({name: "only in A"/"only in B"}),
     per_benchmark ({name: compare() result}), pooled (compare() over all of them).
+    `test`: the paired test to use instead of compare() (compare_rates, for per-task pass rates).
     """
+    test = test or compare
     shared = [x for x in a if x in b]
     left_out = {x: f"only in {names[0]}" for x in a if x not in b}
     left_out.update({x: f"only in {names[1]}" for x in b if x not in a})
@@ -158,11 +168,54 @@ def compare_pooled(a: dict[str, dict[str, bool]], b: dict[str, dict[str, bool]],
         raise ValueError(f"no benchmark scored on both sides ({names[0]}: {sorted(a)}, "
                          f"{names[1]}: {sorted(b)})")
     options = dict(names=names, alpha=alpha, **bootstrap_options)
-    per_benchmark = {x: compare(a[x], b[x], **options) for x in shared}
+    per_benchmark = {x: test(a[x], b[x], **options) for x in shared}
     pooled_a = {f"{x}/{task}": ok for x in shared for task, ok in a[x].items()}
     pooled_b = {f"{x}/{task}": ok for x in shared for task, ok in b[x].items()}
     return {"benchmarks": shared, "left_out": left_out, "per_benchmark": per_benchmark,
-            "pooled": compare(pooled_a, pooled_b, **options)}
+            "pooled": test(pooled_a, pooled_b, **options)}
+
+
+def compare_rates(a: dict[str, float], b: dict[str, float], *, names: tuple[str, str] = ("A", "B"),
+                  alpha: float = 0.05, power: float = 0.8) -> dict:
+    """Per-task pass rates (c/n of n sampled answers; a greedy bool counts as 0 or 1) compared by
+    the paired t-test on their differences.
+
+    Keys: n_tasks, pass_rate_a, pass_rate_b, diff (fractions), se (standard error of the mean
+    difference), ci_low/ci_high (its t interval at 1 - alpha), p_value, alpha, verdict, and
+    detectable_diff = (t_{1-alpha/2} + z_power) x se: the true difference this test finds with
+    `power` (None where the differences have no spread). The t-test's mean needs no
+    pass/fail data: over a few hundred tasks of bounded differences it is near normal.
+    """
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise ValueError(f"alpha ({alpha}) and power ({power}) must lie strictly between 0 and 1")
+    tasks = _same_tasks(a, b)
+    x, y = (np.array([_rate(side, scores, t) for t in tasks]) for side, scores in (("a", a), ("b", b)))
+    d, n = x - y, len(tasks)
+    diff = float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    if se == 0.0:
+        p, low, high, detectable = (1.0 if diff == 0 else 0.0), diff, diff, None
+    else:
+        t_crit = float(stats.t.ppf(1 - alpha / 2, n - 1))
+        p = float(stats.ttest_rel(x, y).pvalue)
+        low, high = diff - t_crit * se, diff + t_crit * se
+        detectable = (t_crit + float(stats.norm.ppf(power))) * se
+    if p < alpha:
+        verdict = f"{names[0] if diff > 0 else names[1]} better (p={p:.2g})"
+    else:
+        verdict = f"no significant difference (p={p:.2g})"
+    return {"n_tasks": n, "pass_rate_a": float(x.mean()), "pass_rate_b": float(y.mean()), "diff": diff,
+            "se": se, "ci_low": low, "ci_high": high, "p_value": p, "alpha": alpha, "verdict": verdict,
+            "detectable_diff": detectable}
+
+
+def _rate(side: str, scores: dict, task: str) -> float:
+    value = scores[task]
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{side}[{task!r}] is {value!r}, not a pass rate in [0, 1]")
+    return float(value)
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
