@@ -1,4 +1,5 @@
-"""`compact-v1`: the top-k data in about half the bytes of `int32-f16`, same fidelity bound.
+"""`compact-v1`: the top-k data in about half the bytes of akd's first encoding (int32 ids, float16
+log-probs, retired), same fidelity bound.
 
 Measured on a real code teacher (benchmarks/bench_cache.py): ids are most of the bytes, and
 most of each top-k list carries almost no mass. So, per row:

@@ -29,7 +29,7 @@ class CacheReader:
         self.manifest = Manifest.load(self.cache_dir / MANIFEST_NAME)
         if not in_progress_ok:
             refuse_in_progress(self.cache_dir, self.manifest)
-        self.encoding = get_encoding(self.manifest.encoding)
+        self.encoding = get_encoding(self.manifest.encoding, self.cache_dir)
         self.k = self.manifest.k
 
     def shards_for(self, rank: int = 0, world: int = 1) -> list[ShardInfo]:

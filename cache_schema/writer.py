@@ -68,7 +68,7 @@ class CacheWriter:
             raise CacheError(f"--worker-index {worker_index} is outside 0..{num_workers - 1}")
         if k < 1:
             raise CacheError(f"k must be at least 1, got {k}")
-        encoding = get_encoding(encoding).spec  # every parameter spelled out, for the reader
+        encoding = get_encoding(encoding, "--encoding").spec  # every parameter spelled out, for the reader
         if overwrite and cache_dir.exists():
             _wipe_cache(cache_dir)
         existing = _existing_manifest(cache_dir)

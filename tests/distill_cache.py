@@ -32,6 +32,11 @@ def identity(tokenizer, teacher: str = "tiny-teacher") -> dict:
             "sampling": {"temperature": 0.0, "max_new_tokens": 0}, "dataset": {"path": "tests"}}
 
 
+# The compact encoding on a grid 100x finer than the default: <= 1e-4 nats where p >= 1e-3
+# (60,428 codes of the 65,536 that fit), for tests that compare with full-vocabulary references.
+FINE_GRID_ENCODING = "compact-v1:fine=0.0002,coarse=0.0004,deep=0.01"
+
+
 def teacher_cache(teacher_dir, out_dir, *, examples: int = 24, max_new_tokens: int = 10,
                   k: int | None = None, rows_per_shard: int = 4, teacher_name: str = "tiny-teacher",
                   encoding: str | None = None) -> Path:

@@ -18,15 +18,16 @@ from cache_schema import (
 from cache_schema.encoding import get_encoding
 from cache_schema.logprob_codes import LogprobGrid
 from common.files import file_sha256
+from distill_cache import FINE_GRID_ENCODING
 
 VOCAB = 151_936
 IDENTITY = {"teacher": {"model": "t"}, "tokenizer_fingerprint": "sha256:x", "templates": {},
             "sampling": {"temperature": 0.0}, "dataset": {"path": "d"}}
 COMPACT = [f"compact-v1:ids={i},top1={t}"
            for i, t in itertools.product(("freq", "raw"), ("skip", "keep"))]
-ALL_ENCODINGS = ["int32-f16", *COMPACT]
-LOGPROB_BOUND = {"int32-f16": 0.004}  # float16 rounding; the grid encodings promise 0.01
-DEEPEST_ERROR = {"int32-f16": 0.004 * 16}  # float16 keeps 11 bits: relative error 2**-11
+ALL_ENCODINGS = [*COMPACT, FINE_GRID_ENCODING]
+LOGPROB_BOUND = {FINE_GRID_ENCODING: 1e-4 + 1e-6}  # half its fine step, + float32 decoding; the default: 0.01
+DEEPEST_ERROR = {FINE_GRID_ENCODING: 0.005}  # half its deep step
 
 
 def random_example(i: int, k: int, rng, n: int = 7, vocab: int = VOCAB) -> CachedExample:
@@ -116,7 +117,7 @@ def test_default_is_a_compact_encoding_spelled_out_in_the_manifest(tmp_path):
 @pytest.mark.parametrize("spec, message", [
     ("zip-v9", "unknown cache encoding"), ("compact-v1:ids=huffman", "ids='huffman'"),
     ("compact-v1:fine", "not key=value"), ("compact-v1:fine=9", "must be in"),
-    ("compact-v1:colour=red", "colour"), ("int32-f16:fine=0.1", "fine"),
+    ("compact-v1:colour=red", "colour"), ("int32-f16", "no longer written or read; a cache in it must be rebuilt"),
 ])
 def test_bad_encoding_specs_are_refused(spec, message):
     with pytest.raises(CacheError, match=message):
@@ -124,20 +125,18 @@ def test_bad_encoding_specs_are_refused(spec, message):
 
 
 def test_a_shard_with_another_column_order_still_reads_and_verifies(tmp_path):
-    """Columns are found by name (the first format kept topk_mass right after finish_reason)."""
+    """Columns are found by name, not by place."""
     examples = [random_example(i, 4, np.random.default_rng(i)) for i in range(3)]
-    write(tmp_path, examples, 4, "int32-f16")
+    write(tmp_path, examples, 4, "compact-v1:ids=raw,top1=keep")
     manifest_path = tmp_path / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     shard = tmp_path / manifest["shards"][0]["name"]
     table = pq.read_table(shard)
-    old_order = ["example_id", "prompt_ids", "response_ids", "finish_reason", "topk_mass",
-                 "outside_pos", "outside_logprob", "topk_ids", "topk_logprobs", "tail_logprob"]
-    pq.write_table(table.select(old_order), shard, compression="zstd")
+    pq.write_table(table.select(list(reversed(table.column_names))), shard, compression="zstd")
     manifest["shards"][0].update(bytes=shard.stat().st_size, sha256=file_sha256(shard))
     manifest_path.write_text(json.dumps(manifest))
     verify_cache(tmp_path)
-    check_round_trip(tmp_path, examples, 4, "int32-f16")
+    check_round_trip(tmp_path, examples, 4, "compact-v1:ids=raw,top1=keep")
 
 
 def test_missing_id_table_is_named(tmp_path):
@@ -206,12 +205,13 @@ def test_cache_benchmark_runs_on_kept_answers(tmp_path):
     answers.save(tmp_path / "answers.npz")
     out = tmp_path / "cache.json"
     result = CliRunner().invoke(main, ["--data", str(tmp_path / "answers.npz"), "--out", str(out), "--ks", "4,8",
-                                       "--encoding", "int32-f16", "--encoding", DEFAULT_ENCODING,
+                                       "--encoding", FINE_GRID_ENCODING, "--encoding", DEFAULT_ENCODING,
                                        "--zstd-levels", "9"])
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["rows"]
     assert [(r["k"], r["encoding"].split(":")[0]) for r in rows] == [
-        (4, "int32-f16"), (4, "compact-v1"), (8, "int32-f16"), (8, "compact-v1")]
+        (4, "compact-v1"), (4, "compact-v1"), (8, "compact-v1"), (8, "compact-v1")]
+    assert rows[2]["encoding"] == get_encoding(FINE_GRID_ENCODING).spec and rows[2]["max_error_p_ge_1e-3"] <= 1e-4 + 1e-6
     for r in rows:
         assert r["max_error_p_ge_1e-3"] <= 0.01 and r["bytes_per_token"] > 0 and r["read_tokens_per_s"] > 0
-    assert rows[3]["bytes_per_token"] < rows[2]["bytes_per_token"]
+    assert rows[3]["bytes_per_token"] < rows[2]["bytes_per_token"]  # the default grid: fewer codes, fewer bytes

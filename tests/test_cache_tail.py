@@ -93,7 +93,7 @@ def _rewrite_shard(cache, change):
 
 
 def test_verify_names_a_bad_or_missing_tail(tmp_path):
-    write(tmp_path / "nan", tail_examples(2), encoding="int32-f16")
+    write(tmp_path / "nan", tail_examples(2), encoding="compact-v1:ids=raw")  # no footer table to lose in the rewrite
 
     def nan_tail(table):
         column = table.column("tail_logprob").combine_chunks()
@@ -106,7 +106,7 @@ def test_verify_names_a_bad_or_missing_tail(tmp_path):
     with pytest.raises(CacheVerifyError, match=f"{shard.name}: tail_logprob holds NaN"):
         verify_cache(tmp_path / "nan")
 
-    write(tmp_path / "gone", tail_examples(2), encoding="int32-f16")
+    write(tmp_path / "gone", tail_examples(2), encoding="compact-v1:ids=raw")  # no footer table to lose in the rewrite
     shard = _rewrite_shard(tmp_path / "gone", lambda t: t.drop_columns(["tail_logprob"]))
     with pytest.raises(CacheVerifyError, match=f"{shard.name}: schema differs from format v2"):
         verify_cache(tmp_path / "gone")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cache_schema import CacheError, tokenizer_fingerprint
-from distill_cache import random_cache, teacher_cache
+from distill_cache import FINE_GRID_ENCODING, random_cache, teacher_cache
 from stages.distill import (
     DistillConfig,
     DistillConfigError,
@@ -29,10 +29,10 @@ def tiny_config(cache, student, run_dir, **overrides) -> DistillConfig:
 
 @pytest.fixture(scope="module")
 def full_vocab_cache(tiny_teacher, tmp_path_factory):
-    """Every token stored, log-probs as float16: the default encoding's grid (<= 0.01 nats per
-    entry) would add ~3e-4 nats of FKL over 384 flat entries and blur the alignment check."""
+    """Every token stored, on a fine log-prob grid (<= 1e-4 nats): the default grid (<= 0.01 nats
+    per entry) would add ~3e-4 nats of FKL over 384 flat entries and blur the alignment check."""
     return teacher_cache(tiny_teacher, tmp_path_factory.mktemp("full"), examples=12, max_new_tokens=8,
-                         encoding="int32-f16")
+                         encoding=FINE_GRID_ENCODING)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from cache_schema import CacheMismatchError, CacheReader, verify_cache  # noqa: E402
+from cache_schema.encoding import get_encoding  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 from pipeline.cli import main  # noqa: E402
 from stages.teacher import TeacherCacheConfig, TeacherConfigError, build_teacher_cache  # noqa: E402
 from stages.teacher.rows import check_row, open_dataset, select_indices  # noqa: E402
 from stages.teacher.settings import DatasetSettings  # noqa: E402
 from stages.teacher.summary import python_block_parses  # noqa: E402
+from distill_cache import FINE_GRID_ENCODING  # noqa: E402
 from teacher_data import GOOD, SKIPPED, check_alignment, write_rows  # noqa: E402
 
 MAX_NEW = 8
@@ -154,9 +156,9 @@ def test_workers_fill_one_cache_disjointly(tiny_teacher, data_file, tmp_path):
 
 def test_sampling_gives_n_examples_per_row_with_stable_ids(tiny_teacher, data_file, tmp_path):
     config = make_config(tiny_teacher, data_file, tmp_path / "c", temperature=1.0, n=2, limit=4,
-                         teacher_template="plain", encoding="int32-f16")
+                         teacher_template="plain", encoding=FINE_GRID_ENCODING)
     summary = build_teacher_cache(config)
-    assert CacheReader(config.out_dir).manifest.encoding == "int32-f16"
+    assert CacheReader(config.out_dir).manifest.encoding == get_encoding(FINE_GRID_ENCODING).spec
     ids = ids_in(config.out_dir)
     good = [i for i in data_file[1] if i < 4]
     assert ids == Counter(f"instr:{i}:{s}" for i in good for s in range(2))

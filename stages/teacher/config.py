@@ -58,7 +58,8 @@ class TeacherCacheConfig:
         None, "Score mode: a dataset column of answers, or a responses folder of `akd rollout`; the "
               "teacher scores those answers (top-k at every position) instead of generating.")
     output: ShardSettings = field(default_factory=ShardSettings)
-    encoding: str | None = setting(None, "Cache encoding spec (cache_schema); default: its default.")
+    encoding: str | None = setting(None, "compact-v1 with other parameters, e.g. compact-v1:fine=0.0002 for a finer "
+                                         "log-prob grid (cache_schema/compact_encoding.py); default: its default.")
 
     def __post_init__(self) -> None:
         self.output_field = self.output_field or None  # an empty column name: none
