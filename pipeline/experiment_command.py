@@ -13,6 +13,7 @@ from pipeline.errors import akd_group
 from pipeline.step_status import echo_state_counts, echo_step_table
 from pipeline.settings_file_options import settings_file_options
 from study.grid_v2.config import ExperimentConfig, load_config
+from study.grid_v3.config import GridV3Config
 
 
 @akd_group("experiment")
@@ -108,3 +109,57 @@ def estimate_command(**options):
     for row in rows:
         click.echo(f"{row['step']:34} {row['minutes']:6.1f} min  {row['basis']}")
     click.echo(f"total {total_hours(rows):.1f} h for {len(rows)} steps")
+
+
+@experiment_group.group("v3")
+def v3_group():
+    """Grid version 3 (issue 24): target-near MBPP-train data first, then the width-pruned student
+    with CE, KD, RKD and AKD, then the full-size student's other losses; sampled pass@1 (several
+    answers per task) decides, greedy is the headline. Resumable across stops and machines."""
+
+
+@v3_group.command("run")
+@settings_file_options(GridV3Config)
+@dataclass_options(GridV3Config)
+@click.option("--only", default=None, help="Run only the steps whose name contains this.")
+def v3_run_command(only, **options):
+    """Run every step of grid v3 not done yet; rerun the same command to resume after any stop."""
+    from study.grid_v3.run import run_grid_v3
+
+    click.echo(describe_allocator(), err=True)
+    config = GridV3Config(**options)
+    for role in ("teacher", "student"):
+        check_model_spec(getattr(config, role), option_flag(GridV3Config, role))
+    states = run_grid_v3(config, only=only, echo=click.echo)
+    echo_state_counts(states)
+    if any(state == "failed" for state in states.values()):
+        raise SystemExit(1)
+
+
+@v3_group.command("status")
+@click.option("--out-dir", default=GridV3Config.out_dir, show_default=True)
+@click.option("--keep-dir", default=GridV3Config.keep_dir, show_default=True,
+              help="What earlier machines kept, copied into --out-dir first where missing (empty: nothing).")
+def v3_status_command(out_dir, keep_dir):
+    """Which steps of grid v3 are done, running, failed or pending."""
+    from study.grid_v3.config import load_config as load_v3
+    from study.grid_v3.plan import build_plan
+    from study.grid_v3.run import restore_grid_v3
+
+    if keep_dir:
+        restore_grid_v3(Path(keep_dir), Path(out_dir))
+    config = load_v3(out_dir)
+    echo_step_table(config.root, build_plan(config))
+
+
+@v3_group.command("keep")
+@click.option("--out-dir", default=GridV3Config.out_dir, show_default=True)
+def v3_keep_command(out_dir):
+    """Copy every finished step's small outputs of grid v3 to its keep folder."""
+    from study.grid_v3.config import load_config as load_v3
+    from study.grid_v3.run import keep_grid_v3
+
+    config = load_v3(out_dir)
+    if not config.keep_dir:
+        raise click.UsageError(f"{out_dir}: the grid's keep_dir is empty: nowhere to keep it")
+    click.echo(f"{keep_grid_v3(config)} files kept in {config.keep_dir}")

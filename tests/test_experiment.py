@@ -14,6 +14,7 @@ import pytest
 
 from common.settings import option_fields
 from distill_cache import random_cache
+from eval_folders import give_passing_mbpp_train_answers
 from pipeline.cli import main
 from stages.distill.config import DistillConfig
 from study.grid_v2.budget import BUDGET_FILE, measure_cache, plan_budget
@@ -294,22 +295,6 @@ def test_a_failed_step_blocks_only_what_needs_it_and_reruns_next_time(tmp_path, 
     assert step_state(root, step) == "failed"
 
 
-def _give_the_teacher_passing_mbpp_train_answers(folder: Path) -> None:
-    """The tiny teacher passes no MBPP task: its saved answers become the reference solutions
-    and its scores go, so the resumed grid re-scores them (akd eval reuses saved answers)."""
-    from eval_folders import reference_answer
-    from stages.evaluate import load_tasks
-
-    tasks = {t.task_id: t for t in load_tasks("mbpp", split="train")}
-    path = folder / "mbpp" / "generations.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
-    for record in records:
-        record["samples"][0].update(text=reference_answer(tasks[record["task_id"]]), finish_reason="stop")
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    (folder / "summary.json").unlink()
-    (folder / "mbpp" / "results.jsonl").unlink()
-
-
 @pytest.mark.slow
 def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, tmp_path):
     teacher, student = tiny_models
@@ -327,7 +312,7 @@ def test_a_tiny_grid_killed_in_the_middle_resumes_to_a_full_report(tiny_models, 
             "--eval-limit", "4", "--eval-max-new-tokens", "16", "--backend", "hf", "--keep-dir", str(tmp_path / "kept")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     subprocess.run(args + ["--only", "eval-teacher-train"], cwd=REPO, env=env, check=True, capture_output=True)
-    _give_the_teacher_passing_mbpp_train_answers(out / "evals" / "teacher" / "train")
+    give_passing_mbpp_train_answers(out / "evals" / "teacher" / "train")
 
     runner = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "experiment.log"

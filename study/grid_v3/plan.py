@@ -1,0 +1,149 @@
+"""Grid v3 as an ordered list of steps, each one `akd` command with one output folder
+(study/engine/akd_steps.py builds them).
+
+The order is what each CPU hour can decide (issue 24), so any prefix of the plan answers
+something:
+
+1. target-near data: the teacher answers MBPP's train problems (601-974); the answers that pass
+   their own asserts are scored into a cache; AKD trains on CodeAlpaca plus those (akd-mix), on
+   those alone (akd-mbpp) and on CodeAlpaca alone (akd), against the original student on
+   HumanEval and MBPP test (never trained on);
+2. the width-pruned student, which starts far below its teacher, with each of `small_losses`
+   on the CodeAlpaca cache (its recovery curve: held-out fidelity at every checkpoint);
+3. the full-size student with the other losses (`full_losses`) on the same cache and budget;
+4. the teacher's own scores (the accuracy loss), then the greedy headline of every model.
+
+Every deciding evaluation is sampled (`eval_samples` answers per task at `eval_temperature`);
+models never trained on MBPP train are also scored there. Folders: caches/, data/, models/,
+runs/<arm>/, evals/<model>/<split>-<sampled|greedy>/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from stages.distill.run_folder import FINAL_DIR, run_slug
+from study.engine.akd_steps import cache_step, eval_step, train_step, verified_answers_step, width_prune_step
+from study.engine.settings import split_list
+from study.engine.steps import Step
+from study.grid_v3.config import GridV3Config
+
+TEST = ("humaneval", "mbpp")
+MBPP_TRAINED = ("akd-mix", "akd-mbpp")  # trained on MBPP train answers: never scored on that split
+
+
+class GridV3:
+    """The folders of one grid v3 and the builders of its steps."""
+
+    def __init__(self, config: GridV3Config):
+        self.config = config
+        root = self.root = config.root
+        self.codealpaca_cache = root / "caches" / "codealpaca"
+        self.mbpp_cache = root / "caches" / "mbpp-train"
+        self.mbpp_data = root / "data" / "mbpp-train-verified.jsonl"
+        self.small_dir = root / "models" / f"{run_slug(config.student)}-mlp{round(100 * config.small_mlp_keep)}"
+
+    def eval_dir(self, model: str, split: str, mode: str) -> Path:
+        return self.root / "evals" / model / f"{split}-{mode}"
+
+    def run_dir(self, arm: str) -> Path:
+        return self.root / "runs" / arm
+
+    # ---- the plan ----
+    def steps(self) -> list[Step]:
+        c = self.config
+        steps = [self._cache("cache-codealpaca", self.codealpaca_cache, dataset=c.dataset, offset=c.first_row,
+                             limit=c.n_examples, max_new_tokens=c.cache_max_new_tokens)]
+        # 1. target-near data
+        steps.append(self._eval("eval-teacher-train-greedy", "teacher", c.teacher, "train", "greedy", role="teacher"))
+        steps.append(verified_answers_step("verify-mbpp-answers", self.eval_dir("teacher", "train", "greedy"),
+                                           self.mbpp_data, needs=("eval-teacher-train-greedy",)))
+        steps.append(self._cache("cache-mbpp-train", self.mbpp_cache, dataset=str(self.mbpp_data), limit=None,
+                                 responses_from="output", max_new_tokens=c.eval_max_new_tokens,
+                                 needs=("verify-mbpp-answers",)))
+        steps += self._scored("student", c.student, role="student", size="full")
+        mix = [(self.codealpaca_cache, 1 - c.mbpp_weight), (self.mbpp_cache, c.mbpp_weight)]
+        steps += self._arm("akd-mix", "akd", mix, needs=("cache-codealpaca", "cache-mbpp-train"), data="mix")
+        steps += self._arm("akd-mbpp", "akd", [(self.mbpp_cache, None)], needs=("cache-mbpp-train",), data="mbpp")
+        steps += self._arm("akd", "akd", [(self.codealpaca_cache, None)], needs=("cache-codealpaca",),
+                           data="codealpaca")
+        # 2. the pruned student
+        small = str(self.small_dir)
+        steps.append(width_prune_step("prune-small", c.student, self.small_dir, c.small_mlp_keep,
+                                      models_dir=c.models_dir))
+        steps += self._scored("small", small, role="student", size="small", needs=("prune-small",))
+        for loss in split_list(c.small_losses):
+            steps += self._arm(f"small-{loss}", loss, [(self.codealpaca_cache, None)], size="small",
+                               needs=("cache-codealpaca", "prune-small"), data="codealpaca", student=small)
+        # 3. the full-size student with the other losses
+        for loss in split_list(c.full_losses):
+            steps += self._arm(loss, loss, [(self.codealpaca_cache, None)], needs=("cache-codealpaca",),
+                               data="codealpaca")
+        # 4. the teacher's scores, then the greedy headline
+        steps += self._scored("teacher", c.teacher, role="teacher", size="teacher", splits=("test",))
+        if c.greedy_headline:
+            for model, path, role, needs in self._models():
+                steps.append(self._eval(f"eval-{model}-test-greedy", model, path, "test", "greedy", role=role,
+                                        needs=needs))
+        return steps
+
+    def _models(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
+        """(model, path, role, needs) of every model the plan scores, teacher first."""
+        c = self.config
+        models = [("teacher", c.teacher, "teacher", ()), ("student", c.student, "student", ())]
+        arms = ["akd-mix", "akd-mbpp", "akd"]
+        models += [(arm, str(self.run_dir(arm) / FINAL_DIR), "distilled", (f"train-{arm}",)) for arm in arms]
+        models.append(("small", str(self.small_dir), "student", ("prune-small",)))
+        for arm in [f"small-{loss}" for loss in split_list(c.small_losses)] + split_list(c.full_losses):
+            models.append((arm, str(self.run_dir(arm) / FINAL_DIR), "distilled", (f"train-{arm}",)))
+        return models
+
+    # ---- builders ----
+    def _arm(self, arm: str, loss: str, caches, *, needs: tuple[str, ...], data: str, size: str = "full",
+             student: str | None = None) -> list[Step]:
+        """One run, then its sampled scores (MBPP train too unless it trained on it)."""
+        c = self.config
+        steps = c.small_steps if size == "small" else c.full_steps
+        lr = c.small_lr if size == "small" else c.lr
+        train = train_step(f"train-{arm}", self.run_dir(arm), caches=caches, student=student or c.student, loss=loss,
+                           steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr),
+                           needs=needs, meta={"model": arm, "size": size, "data": data, "lr": lr},
+                           keep_checkpoints=False)
+        splits = ("test",) if arm in MBPP_TRAINED else ("test", "train")
+        return [train, *self._scored(arm, str(self.run_dir(arm) / FINAL_DIR), role="distilled", size=size,
+                                     needs=(train.name,), splits=splits)]
+
+    def _schedule(self, steps: int, lr: float) -> list[str]:
+        """The same for every run of one size: warmup, batching, held-out points, seed."""
+        c = self.config
+        every = max(1, steps // c.heldout_evals)
+        held_out = min(0.5, c.heldout_examples / c.n_examples)
+        return ["--lr", str(lr), "--warmup-steps", str(max(1, steps // 20)), "--grad-accum", str(c.grad_accum),
+                "--max-batch-tokens", str(c.max_batch_tokens), "--eval-every", str(every),
+                "--checkpoint-every", str(every), "--keep-checkpoints", "1", "--eval-fraction", f"{held_out:.6g}",
+                "--eval-max-examples", str(c.heldout_examples), "--seed", str(c.seed), *c.distill_options.split()]
+
+    def _scored(self, model: str, path: str, *, role: str, size: str, needs: tuple[str, ...] = (),
+                splits: tuple[str, ...] = ("test", "train")) -> list[Step]:
+        return [self._eval(f"eval-{model}-{split}-sampled", model, path, split, "sampled", role=role, needs=needs,
+                           meta={"size": size}) for split in splits]
+
+    def _eval(self, name: str, model: str, path: str, split: str, mode: str, *, role: str,
+              needs: tuple[str, ...] = (), meta: dict | None = None) -> Step:
+        c = self.config
+        sampled = mode == "sampled"
+        options = dict(role=role, benchmarks=TEST if split == "test" else ("mbpp",), split=split,
+                       backend=c.backend, limit=c.eval_limit or None, max_new_tokens=c.eval_max_new_tokens,
+                       n_samples=c.eval_samples if sampled else 1, temperature=c.eval_temperature if sampled else 0.0,
+                       seed=c.seed, trust_model_code=c.trust_model_code)
+        return eval_step(name, self.eval_dir(model, split, mode), path, models_dir=c.models_dir, needs=needs,
+                         meta={"model": model, "role": role, "mode": mode, **(meta or {})}, **options)
+
+    def _cache(self, name: str, out: Path, *, needs: tuple[str, ...] = (), **options) -> Step:
+        c = self.config
+        return cache_step(name, out, models_dir=c.models_dir, needs=needs, model=c.teacher, backend=c.backend,
+                          student_tokenizer=c.student, teacher_template=c.template, student_template="plain",
+                          k=c.k, seed=c.seed, **options)
+
+
+def build_plan(config: GridV3Config) -> list[Step]:
+    return GridV3(config).steps()

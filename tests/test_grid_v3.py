@@ -1,0 +1,122 @@
+"""Grid v3's plan (study/grid_v3/): the order that lets any prefix answer something, one schedule
+per student size, sampled evaluations that decide, and a tiny grid run end to end."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval_folders import give_passing_mbpp_train_answers
+from study.engine.settings import ExperimentError
+from study.engine.stats import compare_pooled, compare_rates
+from study.grid_v3.config import GridV3Config
+from study.grid_v3.plan import build_plan
+from teacher_data import write_rows
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _value(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+def test_target_near_data_comes_first_then_the_pruned_student_and_every_need_before(tmp_path):
+    steps = build_plan(GridV3Config(out_dir=str(tmp_path)))
+    names = [s.name for s in steps]
+    for i, step in enumerate(steps):
+        assert all(need in names[:i] for need in step.needs), step.name
+    trains = [n for n in names if n.startswith("train-")]
+    assert trains[:3] == ["train-akd-mix", "train-akd-mbpp", "train-akd"]  # question 1 first
+    assert trains[3:7] == ["train-small-ce", "train-small-fkl", "train-small-rkl", "train-small-akd"]
+    assert trains[7:] == ["train-ce", "train-fkl", "train-rkl", "train-jsd"]
+    assert names.index("eval-akd-mix-test-sampled") < names.index("prune-small")
+    assert names[-1].endswith("-test-greedy") and "eval-teacher-test-sampled" in names
+    assert "eval-akd-mix-train-sampled" not in names and "eval-akd-mbpp-train-sampled" not in names
+    assert "eval-akd-train-sampled" in names  # never trained on MBPP train: scored there too
+    no_greedy = build_plan(GridV3Config(out_dir=str(tmp_path), greedy_headline=False, full_losses=""))
+    assert not [s for s in no_greedy if "greedy" in s.name and "teacher-train" not in s.name]
+    assert not [s for s in no_greedy if s.name in ("train-ce", "train-jsd")]
+
+
+def test_every_run_of_one_size_gets_the_same_schedule_and_the_mix_its_weights(tmp_path):
+    config = GridV3Config(out_dir=str(tmp_path), mbpp_weight=0.3, seed=3, distill_options="--threads 2")
+    commands = {s.name: s.command() for s in build_plan(config) if s.kind == "train"}
+
+    def schedule(args: list[str]) -> list[str]:
+        start = args.index("--max-steps")
+        return args[start:]
+
+    full = {n: schedule(a) for n, a in commands.items() if not n.startswith("train-small-")}
+    small = {n: schedule(a) for n, a in commands.items() if n.startswith("train-small-")}
+    assert len({tuple(a) for a in full.values()}) == 1 and len({tuple(a) for a in small.values()}) == 1
+    one_full, one_small = next(iter(full.values())), next(iter(small.values()))
+    assert _value(one_full, "--max-steps") == "300" and _value(one_full, "--lr") == "5e-06"
+    assert _value(one_small, "--max-steps") == "600" and _value(one_small, "--lr") == "3e-05"
+    assert _value(one_full, "--eval-every") == "50" and _value(one_full, "--eval-fraction") == "0.128"
+    assert one_full[-2:] == ["--threads", "2"] and _value(one_full, "--seed") == "3"
+    mix = commands["train-akd-mix"]
+    assert [mix[i + 1] for i, a in enumerate(mix) if a == "--cache-weight"] == ["0.7", "0.3"]
+    assert _value(commands["train-small-akd"], "--student").endswith("models/qwen2.5-coder-0.5b-instruct-mlp75")
+
+
+def test_deciding_evaluations_are_sampled_and_the_headline_greedy(tmp_path):
+    steps = {s.name: s for s in build_plan(GridV3Config(out_dir=str(tmp_path), eval_samples=7))}
+    sampled = steps["eval-akd-test-sampled"].command()
+    assert _value(sampled, "--n-samples") == "7" and _value(sampled, "--temperature") == "0.8"
+    assert "--n-samples" not in steps["eval-akd-test-greedy"].command()
+    assert _value(steps["eval-teacher-train-greedy"].command(), "--split") == "train"
+    assert steps["eval-akd-train-sampled"].meta["benchmarks"] == ["mbpp"]
+
+
+def test_bad_settings_are_refused_in_one_line():
+    with pytest.raises(ExperimentError, match="--small-losses: unknown loss 'kl'"):
+        GridV3Config(small_losses="kl,akd")
+    with pytest.raises(ExperimentError, match="--mbpp-weight must be in"):
+        GridV3Config(mbpp_weight=1.0)
+    with pytest.raises(ExperimentError, match="--eval-samples must be >= 1"):
+        GridV3Config(eval_samples=0)
+
+
+@pytest.mark.slow
+def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_path):
+    teacher, student = tiny_models
+    data = tmp_path / "data.jsonl"
+    write_rows(data)
+    out = tmp_path / "grid"
+    args = [sys.executable, "-m", "pipeline.cli", "experiment", "v3", "run", "--out-dir", str(out),
+            "--keep-dir", str(tmp_path / "kept"), "--teacher", str(teacher), "--student", str(student),
+            "--dataset", str(data), "--n-examples", "16", "--k", "8", "--cache-max-new-tokens", "8",
+            "--full-steps", "2", "--small-steps", "2", "--small-losses", "akd", "--full-losses", "",
+            "--heldout-evals", "1", "--heldout-examples", "4", "--max-batch-tokens", "1024",
+            "--distill-options", "--max-seq-len 1024 --precision float32 --threads 1 --final-dtype float32 --no-plots",
+            "--eval-samples", "2", "--eval-limit", "3", "--eval-max-new-tokens", "16", "--no-greedy-headline",
+            "--backend", "hf"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    subprocess.run(args + ["--only", "eval-teacher-train-greedy"], cwd=REPO, env=env, check=True, capture_output=True)
+    give_passing_mbpp_train_answers(out / "evals" / "teacher" / "train-greedy")
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = {p.stem: json.loads(p.read_text()) for p in (out / "steps").glob("*.json")}
+    plan = [s.name for s in build_plan(GridV3Config(**json.loads((out / "experiment.json").read_text())))]
+    assert sorted(records) == sorted(plan) and all(r["status"] == "done" for r in records.values())
+    assert json.loads((out / "data" / "mbpp-train-verified.meta.json").read_text())["kept"] == 3
+    for run in ("akd-mix", "akd-mbpp", "akd", "small-akd"):
+        assert json.loads((out / "runs" / run / "summary.json").read_text())["steps"] == 2
+    rows = [json.loads(line) for line in (out / "evals" / "akd-mix" / "test-sampled" / "mbpp" / "results.jsonl")
+            .read_text().splitlines()]
+    assert len(rows) == 3 and all(len(r["statuses"]) == 2 for r in rows)  # 2 sampled answers a task
+
+    from study.engine.results import load_pass_rates
+
+    def rates(model: str) -> dict:
+        folder = out / "evals" / model / "test-sampled"
+        return {b: load_pass_rates(folder, b) for b in ("humaneval", "mbpp")}
+
+    pooled = compare_pooled(rates("akd-mix"), rates("student"), test=compare_rates)["pooled"]
+    assert pooled["n_tasks"] == 6 and "p_value" in pooled
+    status = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiment", "v3", "status", "--out-dir", str(out),
+                             "--keep-dir", ""], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
+    assert "done     train-small-akd" in status
+    assert (tmp_path / "kept" / "runs" / "akd-mix" / "metrics.jsonl").exists()  # kept as it finished
