@@ -163,3 +163,20 @@ def v3_keep_command(out_dir):
     if not config.keep_dir:
         raise click.UsageError(f"{out_dir}: the grid's keep_dir is empty: nowhere to keep it")
     click.echo(f"{keep_grid_v3(config)} files kept in {config.keep_dir}")
+
+
+@v3_group.command("report")
+@click.option("--out-dir", default=GridV3Config.out_dir, show_default=True)
+@click.option("--keep-dir", default=GridV3Config.keep_dir, show_default=True,
+              help="What earlier machines kept, copied into --out-dir first where missing (empty: nothing).")
+@click.option("--results", "results_dir", default="results/experiment/v3", show_default=True)
+def v3_report_command(out_dir, keep_dir, results_dir):
+    """Grid v3's answers, its pass@1 table and which machine ran each step, from the steps done so far."""
+    from study.grid_v3.config import load_config as load_v3
+    from study.grid_v3.report import build_v3_report
+    from study.grid_v3.run import restore_grid_v3
+
+    if keep_dir:
+        restore_grid_v3(Path(keep_dir), Path(out_dir))
+    build_v3_report(load_v3(out_dir), Path(results_dir))
+    click.echo(f"report in {Path(results_dir) / 'report.md'}")

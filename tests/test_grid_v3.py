@@ -120,3 +120,19 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
                              "--keep-dir", ""], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
     assert "done     train-small-akd" in status
     assert (tmp_path / "kept" / "runs" / "akd-mix" / "metrics.jsonl").exists()  # kept as it finished
+
+    results = tmp_path / "results"
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "experiment", "v3", "report", "--out-dir", str(out),
+                    "--keep-dir", "", "--results", str(results)], cwd=REPO, env=env, check=True, capture_output=True)
+    report = json.loads((results / "report.json").read_text())
+    assert [a["open"] for a in report["answers"]] == [False, False, False, True]  # no KD/RKD arms: no front
+    beats = report["answers"][0]["comparisons"]
+    assert {c["a"] for c in beats} == {"akd-mix", "akd-mbpp", "akd", "small-akd"}
+    assert {c["a"]: c["benchmarks"] for c in beats}["akd"] == ["humaneval", "mbpp", "mbpp_train"]
+    assert {c["a"]: c["benchmarks"] for c in beats}["akd-mix"] == ["humaneval", "mbpp"]  # trained on MBPP train
+    assert all(0 <= c["holm_p"] <= 1 and c["b"] in ("student", "small") for c in beats)
+    recovery = report["answers"][2]["rows"][0]
+    assert recovery["arm"] == "small-akd" and recovery["tokens_seen"] > 0 and len(recovery["curve"]) >= 2
+    assert {row["model"] for row in report["table"]} >= {"teacher", "student", "akd", "small", "small-akd"}
+    markdown = (results / "report.md").read_text()
+    assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown

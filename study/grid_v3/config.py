@@ -24,7 +24,7 @@ LOSSES = ("ce", "fkl", "rkl", "akd", "jsd", "skl", "srkl", "tvd")
 @dataclass(frozen=True)
 class GridV3Config:
     out_dir: str = setting("experiments/v3", "Where every step writes.")
-    keep_dir: str = setting("results/experiment/v3", "Where each finished step's small outputs are copied "
+    keep_dir: str = setting("results/experiment/v3/grid", "Where each finished step's small outputs are copied "
                                                      "(commit it: a fresh clone resumes from it); empty: nowhere.")
     teacher: str = "qwen2.5-coder-1.5b-instruct"
     student: str = "qwen2.5-coder-0.5b-instruct"

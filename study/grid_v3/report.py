@@ -1,0 +1,232 @@
+"""Grid v3's report: its questions answered first, from whatever steps are done (a partial report
+says which comparisons still wait), then the table of scores and which machine ran each step.
+
+Every comparison is paired over the tasks both models were scored on, on per-task pass rates of
+the sampled evaluations (study/engine/stats.compare_rates), pooled over the benchmarks both
+share (HumanEval, MBPP test, and MBPP train for a model never trained on it); a question over
+several arms decides on Holm-adjusted p; every "no" states the smallest difference it could
+have detected with 80% power.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from common.machine import describe as describe_machine
+from study.engine.results import heldout_curve, heldout_fidelity, load_pass_rates
+from study.engine.runner import read_record, step_state
+from study.engine.settings import split_list
+from study.engine.stats import compare_pooled, compare_rates, holm
+from study.grid_v3.config import GridV3Config
+from study.grid_v3.plan import GridV3, build_plan
+
+ALPHA = 0.05
+BENCHMARKS = {"test": ("humaneval", "mbpp"), "train": ("mbpp",)}
+
+
+def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
+    """Write report.md and report.json to out_dir; return the JSON."""
+    grid, steps = GridV3(config), build_plan(config)
+    states = {s.name: step_state(config.root, s) for s in steps}
+    rates, greedy = _scores(grid, steps, states)
+    arms = [s.meta["model"] for s in steps if s.kind == "train"]
+    report = {
+        "config": json.loads((config.root / "experiment.json").read_text()) if (config.root / "experiment.json")
+        .exists() else None,
+        "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),
+                     "pending": [n for n, v in states.items() if v != "done"]},
+        "answers": [_beats_original(rates, arms), _target_near(rates), _pruned_recovery(grid, rates, config),
+                    _losses_front(grid, rates, config)],
+        "table": _table(rates, greedy),
+        "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
+                     and (f := heldout_fidelity(grid.run_dir(arm)))},
+        "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
+        "machines": _machines(config.root, steps),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / "report.md").write_text(markdown(report))
+    return report
+
+
+def original_of(arm: str) -> str:
+    return "small" if arm.startswith("small-") else "student"
+
+
+# ---- what was scored ----
+def _scores(grid: GridV3, steps, states) -> tuple[dict, dict]:
+    """{model: {benchmark: {task: rate}}} of the sampled evaluations done, and the same of the
+    greedy ones (benchmark "mbpp_train" for MBPP's train split)."""
+    sampled, greedy = {}, {}
+    for step in steps:
+        if step.kind != "eval" or states[step.name] != "done":
+            continue
+        model, mode, split = step.meta["model"], step.meta["mode"], step.meta["split"]
+        into = sampled if mode == "sampled" else greedy
+        for benchmark in BENCHMARKS[split]:
+            name = "mbpp_train" if split == "train" else benchmark
+            into.setdefault(model, {})[name] = load_pass_rates(step.output, benchmark)
+    return sampled, greedy
+
+
+def _compare(rates: dict, a: str, b: str, benchmarks: tuple[str, ...] | None = None) -> dict | None:
+    """a against b, pooled over the benchmarks both hold (or those named, where both hold them)."""
+    if a not in rates or b not in rates:
+        return None
+    shared = [x for x in rates[a] if x in rates[b] and (benchmarks is None or x in benchmarks)]
+    if not shared:
+        return None
+    found = compare_pooled(rates[a], rates[b], benchmarks=tuple(shared), names=(a, b), test=compare_rates)
+    return {"a": a, "b": b, "benchmarks": shared, **_brief(found["pooled"]),
+            "per_benchmark": {x: _brief(r) for x, r in found["per_benchmark"].items()}}
+
+
+def _brief(result: dict) -> dict:
+    keys = ("n_tasks", "pass_rate_a", "pass_rate_b", "diff", "se", "ci_low", "ci_high", "p_value", "detectable_diff")
+    return {k: result[k] for k in keys}
+
+
+def _pts(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:+.1f}"
+
+
+def _no(result: dict) -> str:
+    detect = result["detectable_diff"]
+    return (f"{_pts(result['diff'])} pts (95% CI {_pts(result['ci_low'])} to {_pts(result['ci_high'])}, "
+            f"p = {result['p_value']:.2g}, {result['n_tasks']} tasks; a true difference of "
+            f"{'–' if detect is None else f'{100 * detect:.1f}'} pts would be found 4 times in 5)")
+
+
+# ---- the answers ----
+def _beats_original(rates: dict, arms: list[str]) -> dict:
+    question = "Does any distilled student beat its original significantly (pooled, Holm-adjusted over the arms)?"
+    found = {arm: r for arm in arms if (r := _compare(rates, arm, original_of(arm)))}
+    if not found:
+        return {"question": question, "open": True, "answer": "not yet: no distilled student and its original "
+                                                                "are both scored", "comparisons": []}
+    adjusted = holm({arm: r["p_value"] for arm, r in found.items()})
+    for arm, r in found.items():
+        r["holm_p"] = adjusted[arm]
+    better = [arm for arm, r in found.items() if r["holm_p"] < ALPHA and r["diff"] > 0]
+    best = max(found.values(), key=lambda r: r["diff"])
+    if better:
+        answer = "yes: " + "; ".join(f"{arm} {_pts(found[arm]['diff'])} pts over {original_of(arm)} (Holm p = "
+                                     f"{found[arm]['holm_p']:.2g})" for arm in better)
+    else:
+        answer = f"no, of {len(found)} arm(s) scored; the largest gain, {best['a']}: {_no(best)}"
+    pending = sorted(set(arms) - set(found))
+    return {"question": question, "open": bool(pending), "answer": answer, "waiting_for": pending,
+            "comparisons": list(found.values())}
+
+
+def _target_near(rates: dict) -> dict:
+    question = ("Does target-near data (the teacher's verified MBPP-train answers) do what CodeAlpaca does "
+                "not? (AKD on the mix and on MBPP train alone, against AKD on CodeAlpaca, on HumanEval and "
+                "MBPP test)")
+    pairs = [r for a in ("akd-mix", "akd-mbpp") if (r := _compare(rates, a, "akd", BENCHMARKS["test"]))]
+    if not pairs:
+        return {"question": question, "open": True, "answer": "not yet", "comparisons": []}
+    lines = []
+    for r in pairs:
+        verdict = "better" if r["p_value"] < ALPHA and r["diff"] > 0 else (
+            "worse" if r["p_value"] < ALPHA else "no significant difference")
+        lines.append(f"{r['a']} vs akd: {verdict}, {_no(r)}")
+    return {"question": question, "open": len(pairs) < 2, "answer": "; ".join(lines), "comparisons": pairs}
+
+
+def _pruned_recovery(grid: GridV3, rates: dict, config: GridV3Config) -> dict:
+    question = ("How much of the pruned student's loss does distillation recover per million training tokens, "
+                "and with which loss?")
+    rows = []
+    for loss in split_list(config.small_losses):
+        arm = f"small-{loss}"
+        result = _compare(rates, arm, "small")
+        curve = heldout_curve(grid.run_dir(arm))
+        if result is None or not curve:
+            continue
+        tokens = curve[-1]["tokens_seen"]
+        rows.append({"arm": arm, "loss": loss, "tokens_seen": tokens, "fkl_before": curve[0]["fkl"],
+                     "fkl_after": curve[-1]["fkl"], "curve": curve, **result,
+                     "pass_gain_per_m_tokens": result["diff"] / (tokens / 1e6) if tokens else None})
+    if not rows:
+        return {"question": question, "open": True, "answer": "not yet", "rows": []}
+    best = max(rows, key=lambda r: r["diff"])
+    answer = (f"best {best['arm']}: {_pts(best['diff'])} pts pass@1 over the pruned student after "
+              f"{best['tokens_seen'] / 1e6:.2f}M tokens (held-out FKL {best['fkl_before']:.3f} -> "
+              f"{best['fkl_after']:.3f}); " + "; ".join(f"{r['arm']} {_pts(r['diff'])} pts (p = {r['p_value']:.2g})"
+                                                       for r in rows))
+    return {"question": question, "open": len(rows) < len(split_list(config.small_losses)), "answer": answer,
+            "rows": rows}
+
+
+def _losses_front(grid: GridV3, rates: dict, config: GridV3Config) -> dict:
+    question = ("Is AKD on the FKL/RKL front (as good as KD on held-out FKL and as RKD on RKL), and does it "
+                "beat KD and RKD at pass@1?")
+    sizes = {"small": ("small-akd", "small-fkl", "small-rkl"), "full": ("akd", "fkl", "rkl")}
+    parts, found = [], {}
+    for size, (akd, kd, rkd) in sizes.items():
+        fid = {arm: f["after"] for arm in (akd, kd, rkd) if (f := heldout_fidelity(grid.run_dir(arm)))}
+        if len(fid) < 3:
+            continue
+        on_front = fid[akd]["fkl"] <= fid[kd]["fkl"] * 1.05 and fid[akd]["rkl"] <= fid[rkd]["rkl"] * 1.05
+        pass_at_1 = [r for other in (kd, rkd) if (r := _compare(rates, akd, other))]
+        found[size] = {"heldout": fid, "on_front_within_5pct": on_front, "pass@1": pass_at_1}
+        parts.append(f"{size}: held-out FKL AKD {fid[akd]['fkl']:.3f} / KD {fid[kd]['fkl']:.3f}, RKL AKD "
+                     f"{fid[akd]['rkl']:.3f} / RKD {fid[rkd]['rkl']:.3f} ({'on' if on_front else 'off'} the front, "
+                     "5% tolerance; intervals over held-out sequences not recorded yet)"
+                     + "".join(f"; pass@1 vs {r['b']}: {_no(r)}" for r in pass_at_1))
+    if not parts:
+        return {"question": question, "open": True, "answer": "not yet", "sizes": {}}
+    return {"question": question, "open": len(parts) < 2, "answer": "; ".join(parts), "sizes": found}
+
+
+# ---- the tables ----
+def _table(sampled: dict, greedy: dict) -> list[dict]:
+    def mean(rates: dict) -> float:
+        return sum(rates.values()) / len(rates)
+
+    models = list(dict.fromkeys([*sampled, *greedy]))
+    return [{"model": m, "sampled": {b: mean(r) for b, r in sampled.get(m, {}).items()},
+             "greedy": {b: mean(r) for b, r in greedy.get(m, {}).items()},
+             "tasks": {b: len(r) for b, r in sampled.get(m, {}).items()}} for m in models]
+
+
+def _machines(root: Path, steps) -> list[dict]:
+    rows = []
+    for step in steps:
+        record = read_record(root, step.name)
+        if record and record.get("status") == "done":
+            rows.append({"step": step.name, "wall_s": record.get("wall_s"),
+                         "machine": describe_machine(record["machine"]) if record.get("machine") else None})
+    return rows
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def markdown(report: dict) -> str:
+    progress = report["progress"]
+    lines = ["# Grid v3", ""]
+    if progress["pending"]:
+        lines += [f"Partial report: {progress['done']} of {progress['steps']} steps done; the answers marked "
+                  "(open) wait for steps still pending.", ""]
+    lines += [f"- **{a['question']}** {a['answer']}{' (open)' if a['open'] else ''}" for a in report["answers"]]
+    lines += ["", "## Pass@1 (sampled: mean per-task rate; greedy: the headline)", "",
+              "| model | HumanEval | MBPP test | MBPP train | greedy HumanEval | greedy MBPP test |", "|---|---|---|---|---|---|"]
+    for row in report["table"]:
+        s, g = row["sampled"], row["greedy"]
+        cells = [_pct(s.get("humaneval")), _pct(s.get("mbpp")), _pct(s.get("mbpp_train")),
+                 _pct(g.get("humaneval")), _pct(g.get("mbpp"))]
+        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    if report["mbpp_answers"]:
+        lines += ["", f"MBPP-train answers of the teacher that pass their own asserts: {report['mbpp_answers'].get('kept')}."]
+    lines += ["", "## Which machine ran each step", "", "| step | machine | wall (s) |", "|---|---|---|"]
+    lines += [f"| {r['step']} | {r['machine'] or '–'} | {r['wall_s'] if r['wall_s'] is not None else '–'} |"
+              for r in report["machines"]]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
