@@ -91,6 +91,24 @@ def test_distilling_the_student_lowers_heldout_fkl(topk_cache, tiny_student, tmp
     assert not torch.equal(final.lm_head.weight, original.lm_head.weight)
 
 
+def test_each_heldout_sequence_is_written_and_they_pool_to_the_logged_figures(topk_cache, tiny_student, tmp_path):
+    from stages.distill.run_folder import read_heldout_sequences
+
+    summary = train(tiny_config(topk_cache, tiny_student, tmp_path, max_steps=4, eval_every=2, lr=3e-3,
+                                heldout_per_sequence=True, kind="akd"))
+    evals = {r["step"]: r for r in summary["metrics"] if r["split"] == "eval"}
+    assert sorted(evals) == [0, 2, 4]
+    for step, record in evals.items():
+        rows = read_heldout_sequences(tmp_path, step)
+        assert sum(r["tokens"] for r in rows.values()) == record["eval_tokens"]
+        assert len({r["example_id"] for r in rows.values()}) == len(rows) > 1  # one row a sequence
+        for key, metric in (("fkl", "eval_fkl"), ("rkl", "eval_rkl"), ("ce", "eval_nll")):
+            pooled = sum(r[key] * r["tokens"] for r in rows.values()) / record["eval_tokens"]
+            assert pooled == pytest.approx(record[metric], rel=1e-5), key
+    assert read_heldout_sequences(tmp_path) == read_heldout_sequences(tmp_path, 4)  # the last step by default
+    assert read_heldout_sequences(tmp_path / "elsewhere") == {}
+
+
 def test_rerunning_a_finished_run_resumes_and_a_changed_option_is_refused(topk_cache, tiny_student, tmp_path):
     config = tiny_config(topk_cache, tiny_student, tmp_path, checkpoint_every=1)
     first = train(config)

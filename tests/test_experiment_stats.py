@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from study.engine.stats import (binomial_two_sided_p, compare, compare_pooled, compare_rates, detectable_difference, holm,
-                                mcnemar, paired_bootstrap)
+                                mcnemar, paired_bootstrap, paired_weighted_bootstrap)
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
@@ -237,3 +237,20 @@ def test_pass_rates_are_read_from_an_evaluations_results(tmp_path):
             {"task_id": "12", "statuses": ["failed"] * 5}]
     (tmp_path / "mbpp" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert load_pass_rates(tmp_path, "mbpp") == {"11": 0.6, "12": 0.0}
+
+
+def test_the_weighted_bootstrap_weighs_sequences_by_their_tokens_and_holds_the_difference():
+    rng = np.random.default_rng(1)
+    ids = [f"s{i}" for i in range(200)]
+    b = {i: float(rng.uniform(0.1, 0.5)) for i in ids}
+    a = {i: b[i] - 0.02 + float(rng.normal(0, 0.01)) for i in ids}  # A lower by ~0.02 on every sequence
+    tokens = {i: float(rng.integers(5, 300)) for i in ids}
+    found = paired_weighted_bootstrap(a, b, tokens, n_resamples=2000)
+    expected = sum((a[i] - b[i]) * tokens[i] for i in ids) / sum(tokens.values())
+    assert found["diff"] == pytest.approx(expected) and found["n_sequences"] == 200
+    assert found["ci_low"] < found["diff"] < found["ci_high"] < 0  # clearly lower
+    assert found == paired_weighted_bootstrap(a, b, tokens, n_resamples=2000)  # seeded
+    even = paired_weighted_bootstrap(a, b, dict.fromkeys(ids, 1.0), n_resamples=2000)
+    assert even["diff"] == pytest.approx(float(np.mean([a[i] - b[i] for i in ids])))
+    with pytest.raises(ValueError, match="positive weight"):
+        paired_weighted_bootstrap(a, b, {**tokens, "s0": 0.0})

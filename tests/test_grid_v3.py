@@ -88,8 +88,8 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     args = [sys.executable, "-m", "pipeline.cli", "experiment", "v3", "run", "--out-dir", str(out),
             "--keep-dir", str(tmp_path / "kept"), "--teacher", str(teacher), "--student", str(student),
             "--dataset", str(data), "--n-examples", "16", "--k", "8", "--cache-max-new-tokens", "8",
-            "--full-steps", "2", "--small-steps", "2", "--small-losses", "akd", "--full-losses", "",
-            "--heldout-evals", "1", "--heldout-examples", "4", "--max-batch-tokens", "1024",
+            "--full-steps", "2", "--small-steps", "2", "--small-losses", "fkl,rkl,akd", "--full-losses", "",
+            "--heldout-evals", "1", "--heldout-examples", "8", "--max-batch-tokens", "1024",
             "--distill-options", "--max-seq-len 1024 --precision float32 --threads 1 --final-dtype float32 --no-plots",
             "--eval-samples", "2", "--eval-limit", "3", "--eval-max-new-tokens", "16", "--no-greedy-headline",
             "--backend", "hf"]
@@ -118,21 +118,25 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert pooled["n_tasks"] == 6 and "p_value" in pooled
     status = subprocess.run([sys.executable, "-m", "pipeline.cli", "experiment", "v3", "status", "--out-dir", str(out),
                              "--keep-dir", ""], cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout
-    assert "done     train-small-akd" in status
+    assert "done     train-small-akd" in status and "done     train-small-rkl" in status
     assert (tmp_path / "kept" / "runs" / "akd-mix" / "metrics.jsonl").exists()  # kept as it finished
 
     results = tmp_path / "results"
     subprocess.run([sys.executable, "-m", "pipeline.cli", "experiment", "v3", "report", "--out-dir", str(out),
                     "--keep-dir", "", "--results", str(results)], cwd=REPO, env=env, check=True, capture_output=True)
     report = json.loads((results / "report.json").read_text())
-    assert [a["open"] for a in report["answers"]] == [False, False, False, True]  # no KD/RKD arms: no front
+    assert [a["open"] for a in report["answers"]] == [False, False, False, True]  # the full size's front waits
     beats = report["answers"][0]["comparisons"]
-    assert {c["a"] for c in beats} == {"akd-mix", "akd-mbpp", "akd", "small-akd"}
+    assert {c["a"] for c in beats} == {"akd-mix", "akd-mbpp", "akd", "small-fkl", "small-rkl", "small-akd"}
     assert {c["a"]: c["benchmarks"] for c in beats}["akd"] == ["humaneval", "mbpp", "mbpp_train"]
     assert {c["a"]: c["benchmarks"] for c in beats}["akd-mix"] == ["humaneval", "mbpp"]  # trained on MBPP train
     assert all(0 <= c["holm_p"] <= 1 and c["b"] in ("student", "small") for c in beats)
-    recovery = report["answers"][2]["rows"][0]
-    assert recovery["arm"] == "small-akd" and recovery["tokens_seen"] > 0 and len(recovery["curve"]) >= 2
+    recovery = {row["arm"]: row for row in report["answers"][2]["rows"]}["small-akd"]
+    assert recovery["tokens_seen"] > 0 and len(recovery["curve"]) >= 2
+    front = report["answers"][3]["sizes"]["small"]
+    assert front["fkl_vs_kd"]["n_sequences"] == front["rkl_vs_rkd"]["n_sequences"] >= 2  # the same held-out sequences
+    assert front["fkl_vs_kd"]["ci_low"] <= front["fkl_vs_kd"]["diff"] <= front["fkl_vs_kd"]["ci_high"]
+    assert {r["b"] for r in front["pass@1"]} == {"small-fkl", "small-rkl"}
     assert {row["model"] for row in report["table"]} >= {"teacher", "student", "akd", "small", "small-akd"}
     markdown = (results / "report.md").read_text()
     assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown

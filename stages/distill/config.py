@@ -81,6 +81,10 @@ class DistillConfig:
     # data
     batching: BatchingConfig = field(default_factory=BatchingConfig)
     eval_max_examples: int = setting(64, "Held-out examples evaluated per cache.")
+    heldout_per_sequence: bool = setting(False, "Also write every held-out sequence's FKL, RKL, NLL and top-1 "
+                                                "agreement at each evaluation (heldout/ in the run folder), for "
+                                                "paired intervals between runs; the slice is then scored one "
+                                                "sequence at a time.")
     num_workers: int = setting(0, "Loader processes; 0 reads in the trainer (decoding is ~0.1% of a step).")
     # bookkeeping
     seed: int = setting(0, "Seed of the data order, the cache mix and torch.")

@@ -14,13 +14,16 @@ from .data import move_batch
 # loss stat -> metric name
 EVAL_METRICS = {"loss": "eval_loss", "fkl": "eval_fkl", "rkl": "eval_rkl",
                 "top1_agreement": "eval_top1_agreement", "ce": "eval_nll"}
+PER_SEQUENCE = ("fkl", "rkl", "top1_agreement", "ce")  # what heldout/step-N.rank-R.jsonl holds per sequence
 
 
 @torch.no_grad()
-def evaluate(module, batches: list[dict], env, autocast, k: int) -> dict:
+def evaluate(module, batches: list[dict], env, autocast, k: int, sequences: list | None = None) -> dict:
     """module: the trainer's (possibly wrapped) student. DDP is bypassed (its forward syncs
     buffers, a collective ranks with different batch counts would deadlock on); FSDP needs
-    every rank in every forward, so ranks with fewer batches run empty ones."""
+    every rank in every forward, so ranks with fewer batches run empty ones. `sequences`: a
+    list that gets this rank's per-batch figures (one sequence a batch where the slice was
+    packed one example per batch), each with its example id and token count."""
     fsdp = distributed.is_fsdp(module)
     target = module if fsdp else distributed.unwrap(module)
     count = distributed.max_across(env, len(batches)) if fsdp else len(batches)
@@ -35,6 +38,9 @@ def evaluate(module, batches: list[dict], env, autocast, k: int) -> dict:
             tokens += stats["tokens"]
             for key in EVAL_METRICS:
                 sums[key] += stats[key] * stats["tokens"]
+            if sequences is not None:
+                sequences.append({"example_ids": batch["example_ids"], "tokens": int(stats["tokens"]),
+                                  **{key: float(stats[key]) for key in PER_SEQUENCE}})
     target.train()
     totals = distributed.sum_across(env, [tokens, *sums.values()])
     tokens = int(totals[0])

@@ -7,6 +7,8 @@
       summary.json         written when the run ends (steps, final metrics, final/)
       checkpoints/step-NNNNNNN/model/      the latest checkpoints (HF folder + trainer state)
       final/               the distilled HF folder (transformers and vLLM load it)
+      heldout/step-NNNNNNN.rank-R.jsonl   with --heldout-per-sequence: each held-out sequence's
+                           cache, example id, tokens, fkl, rkl, top1_agreement, ce (means over its tokens)
       *.png                plots of metrics.jsonl
 
 Readers read through this module, never by file names of their own; a record written by an
@@ -18,6 +20,8 @@ import json
 import re
 from pathlib import Path
 
+from common.files import atomic_write
+
 from .config import nested_location
 
 CONFIG_FILE = "config.json"
@@ -26,6 +30,7 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_MODEL_DIR = "model"  # inside a checkpoint: its HF folder
 FINAL_DIR = "final"
+HELDOUT_DIR = "heldout"
 WEIGHT_DIRS = (FINAL_DIR, CHECKPOINTS_DIR)  # the run's model folders (big, rebuilt by training)
 RECORD_LAYOUT = 2  # 2: nested options and a cache mix; 1 (no `layout` key): flat options, one cache
 
@@ -105,3 +110,27 @@ def upgrade_record(record: dict) -> dict:
     mix = {"sampling": "sizes", "k": cache.get("k"),
            "caches": [{**cache, "label": Path(cache.get("path", "")).name, "probability": 1.0}]} if cache else None
     return {**upgraded, "layout": RECORD_LAYOUT, "options": options, "mix": mix}
+
+
+def write_heldout_sequences(run_dir: Path | str, step: int, rank: int, rows: list[dict]) -> None:
+    folder = Path(run_dir) / HELDOUT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / f"{checkpoint_name(step)}.rank-{rank}.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def read_heldout_sequences(run_dir: Path | str, step: int | None = None) -> dict[str, dict]:
+    """{"<cache>/<example id>": row} of every rank at `step` (default: the last step written);
+    {} where the run wrote none."""
+    folder = Path(run_dir) / HELDOUT_DIR
+    files = sorted(folder.glob("step-*.rank-*.jsonl")) if folder.is_dir() else []
+    if not files:
+        return {}
+    wanted = checkpoint_name(step) if step is not None else max(f.name.split(".")[0] for f in files)
+    rows = {}
+    for path in files:
+        if path.name.split(".")[0] == wanted:
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    rows[f"{row['cache']}/{row['example_id']}"] = row
+    return rows

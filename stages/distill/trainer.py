@@ -19,6 +19,7 @@ anything is logged or saved.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -46,7 +47,7 @@ from .heldout import evaluate
 from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics, pool_eval
 from .mixing import CacheMix, open_mix
 from .model_card import write_student_card
-from .run_folder import CHECKPOINT_MODEL_DIR, FINAL_DIR, SUMMARY_FILE, read_run_record
+from .run_folder import CHECKPOINT_MODEL_DIR, FINAL_DIR, SUMMARY_FILE, read_run_record, write_heldout_sequences
 from .rundir import prepare_run_dir, run_record
 from .student_model import DistillStudent, check_tokenizer, load_model, load_tokenizer
 
@@ -205,7 +206,10 @@ def _open_data(config: DistillConfig, env, mix: CacheMix, position: DataPosition
     stream = BatchStream(mix, config.batching, rank=env.rank, world=env.world, num_workers=config.num_workers,
                          seed=config.seed, position=position, pin_memory=env.device.type == "cuda")
     per_rank = math.ceil(config.eval_max_examples / env.world)
-    eval_batches = [heldout_batches(cache.reader, config.batching, k=mix.k, rank=env.rank, world=env.world,
+    # one sequence a batch where each sequence's figures are written
+    heldout = dataclasses.replace(config.batching, max_batch_examples=1) if config.heldout_per_sequence \
+        else config.batching
+    eval_batches = [heldout_batches(cache.reader, heldout, k=mix.k, rank=env.rank, world=env.world,
                                     max_examples=per_rank)[0] for cache in mix.caches]
     have_eval = distributed.sum_across(env, [sum(map(len, eval_batches))])[0] > 0
     return stream, eval_batches, have_eval
@@ -341,7 +345,15 @@ def _log_train(run: _Run, report: _Report, lr: float, step_time: float, data_wai
 def _evaluate(run: _Run) -> None:
     """Each cache's held-out slice, then all of them pooled (token-weighted): with several
     caches the record holds both, the per-cache figures as `<metric>/<cache label>`."""
-    per_cache = [evaluate(run.module, batches, run.env, run.autocast, run.mix.k) for batches in run.eval_batches]
+    sequences: list[list] | None = [[] for _ in run.eval_batches] if run.config.heldout_per_sequence else None
+    per_cache = [evaluate(run.module, batches, run.env, run.autocast, run.mix.k,
+                          sequences[i] if sequences is not None else None)
+                 for i, batches in enumerate(run.eval_batches)]
+    if sequences is not None:  # each rank its own file: no collective for a record only readers need
+        rows = [{"cache": cache.label, "example_id": row["example_ids"][0], **{k: v for k, v in row.items()
+                                                                              if k != "example_ids"}}
+                for cache, found in zip(run.mix.caches, sequences) for row in found]
+        write_heldout_sequences(run.run_dir, run.step, run.env.rank, rows)
     record = {"split": "eval", "step": run.step, **pool_eval(per_cache)}
     if len(per_cache) > 1:
         for cache, metrics in zip(run.mix.caches, per_cache):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.distill.run_folder import CONFIG_FILE as RUN_CONFIG_FILE
-from stages.distill.run_folder import read_metrics, read_run_record
+from stages.distill.run_folder import read_heldout_sequences, read_metrics, read_run_record
 from stages.distill.run_folder import read_summary as read_run_summary
 from stages.evaluate.eval_folder import SUMMARY_FILE as EVAL_SUMMARY_FILE
 from stages.evaluate.eval_folder import read_results, results_path
@@ -52,6 +52,12 @@ def heldout_fidelity(run_dir: Path) -> dict | None:
     return {"tokens": last.get("eval_tokens"), "first_step": first["step"], "last_step": last["step"],
             "before": {k.removeprefix("eval_"): first.get(k) for k in keys},
             "after": {k.removeprefix("eval_"): last.get(k) for k in keys}}
+
+
+def heldout_sequences(run_dir: Path) -> dict[str, dict]:
+    """Each held-out sequence's figures at the run's last evaluation ("<cache>/<example id>" ->
+    tokens, fkl, rkl, top1_agreement, ce), where the run wrote them (--heldout-per-sequence)."""
+    return read_heldout_sequences(run_dir)
 
 
 def final_heldout_fkl(run_dir: Path) -> float | None:

@@ -218,6 +218,34 @@ def _rate(side: str, scores: dict, task: str) -> float:
     return float(value)
 
 
+def paired_weighted_bootstrap(a: dict[str, float], b: dict[str, float], weights: dict[str, float], *,
+                              n_resamples: int = 10000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Two runs' per-sequence figures on the same held-out sequences (say FKL, each a mean over
+    its tokens): the difference of their token-weighted means, A - B, with a BCa interval that
+    resamples sequences (scipy). `weights`: each sequence's tokens.
+
+    Keys: n_sequences, mean_a, mean_b, diff, ci_low, ci_high (same units as the figures).
+    """
+    ids = _same_tasks(a, b)
+    d = np.array([a[i] - b[i] for i in ids], dtype=np.float64)
+    w = np.array([weights[i] for i in ids], dtype=np.float64)
+    if not (w > 0).all():
+        raise ValueError("every sequence needs a positive weight (its tokens)")
+
+    def weighted(values: np.ndarray) -> float:
+        return float((values * w).sum() / w.sum())
+
+    diff = weighted(d)
+    found = {"n_sequences": len(ids), "mean_a": weighted(np.array([a[i] for i in ids])),
+             "mean_b": weighted(np.array([b[i] for i in ids])), "diff": diff}
+    if len(ids) < 2 or np.allclose(d, d[0]):
+        return {**found, "ci_low": diff, "ci_high": diff}
+    result = stats.bootstrap((d, w), lambda x, y, axis: (x * y).sum(axis=axis) / y.sum(axis=axis), paired=True,
+                             vectorized=True, n_resamples=n_resamples, confidence_level=confidence, method="BCa",
+                             random_state=np.random.default_rng(seed))
+    return {**found, "ci_low": float(result.confidence_interval.low), "ci_high": float(result.confidence_interval.high)}
+
+
 def holm(p_values: dict[str, float]) -> dict[str, float]:
     """Holm's step-down adjustment of a family of p-values (each name -> adjusted p): asking
     "does any of these 7 arms beat the student?" at 0.05 per arm would say yes by chance about

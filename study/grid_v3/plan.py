@@ -120,7 +120,8 @@ class GridV3:
         return ["--lr", str(lr), "--warmup-steps", str(max(1, steps // 20)), "--grad-accum", str(c.grad_accum),
                 "--max-batch-tokens", str(c.max_batch_tokens), "--eval-every", str(every),
                 "--checkpoint-every", str(every), "--keep-checkpoints", "1", "--eval-fraction", f"{held_out:.6g}",
-                "--eval-max-examples", str(c.heldout_examples), "--seed", str(c.seed), *c.distill_options.split()]
+                "--eval-max-examples", str(c.heldout_examples), "--heldout-per-sequence", "--seed", str(c.seed),
+                *c.distill_options.split()]
 
     def _scored(self, model: str, path: str, *, role: str, size: str, needs: tuple[str, ...] = (),
                 splits: tuple[str, ...] = ("test", "train")) -> list[Step]:
