@@ -180,3 +180,11 @@ def test_auto_precision_is_bf16_only_where_the_hardware_computes_it(monkeypatch)
     forced = DistillConfig.from_options({"caches": ["c"], "precision": "bf16"})
     monkeypatch.setattr(trainer, "cpu_dtype", lambda requested: "float32")
     assert trainer.matmul_precision(forced, cpu) == "bf16"
+
+
+def test_a_setting_added_since_a_run_began_reads_as_its_default_there():
+    from stages.distill.config import resume_difference
+
+    saved = {"lr": 1e-5, "loss": {"kind": "akd"}}
+    assert resume_difference(saved, {**saved, "heldout_per_sequence": False}) is None
+    assert "heldout_per_sequence" in resume_difference(saved, {**saved, "heldout_per_sequence": True})

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from common.settings import build_config, choice_problems, setting, unknown_options
+from common.settings import build_config, choice_problems, option_defaults, setting, unknown_options
 
 from .errors import DistillConfigError
 from .losses import LossConfig, LossInputError
@@ -180,11 +180,15 @@ def flat_options(options: dict, prefix: str = "") -> dict:
 
 def resume_difference(saved: dict, current: dict) -> str | None:
     """The first setting (dotted name, e.g. `loss.mu`) that differs between a saved run's
-    options and this one's, or None."""
+    options and this one's, or None. A setting the saved run does not name (added to akd since
+    it began) reads as its default there."""
     saved, current = flat_options(saved), flat_options(current)
+    defaults = {field.name: default for _, field, default in option_defaults(DistillConfig)}
     for key in sorted(set(saved) | set(current)):
         if key in RESUME_NEUTRAL:
             continue
+        if key not in saved and key.rpartition(".")[2] in defaults:  # a setting added since the run began
+            saved[key] = defaults[key.rpartition(".")[2]]
         if saved.get(key) != current.get(key):
             return f"{key}: the run in place has {saved.get(key)!r}, this command has {current.get(key)!r}"
     return None
