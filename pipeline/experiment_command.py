@@ -5,12 +5,10 @@ from pathlib import Path
 
 import click
 
-from common.settings import option_flag
 from inference.allocator import describe as describe_allocator
-from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_group
-from pipeline.step_status import echo_state_counts, echo_step_table
+from pipeline.step_status import echo_step_table, run_plan
 from pipeline.settings_file_options import settings_file_options
 from study.grid_v2.config import ExperimentConfig, load_config
 from study.grid_v3.config import GridV3Config
@@ -32,13 +30,7 @@ def run_command(only, **options):
     from study.grid_v2.run import run_grid
 
     click.echo(describe_allocator(), err=True)
-    config = ExperimentConfig(**options)
-    for role in ("teacher", "student"):
-        check_model_spec(getattr(config, role), option_flag(ExperimentConfig, role))
-    states = run_grid(config, only=only, echo=click.echo)
-    echo_state_counts(states)
-    if any(state == "failed" for state in states.values()):
-        raise SystemExit(1)
+    run_plan(ExperimentConfig(**options), run_grid, only=only)
 
 
 _out_dir = click.option("--out-dir", default=ExperimentConfig.out_dir, show_default=True)
@@ -127,13 +119,7 @@ def v3_run_command(only, **options):
     from study.grid_v3.run import run_grid_v3
 
     click.echo(describe_allocator(), err=True)
-    config = GridV3Config(**options)
-    for role in ("teacher", "student"):
-        check_model_spec(getattr(config, role), option_flag(GridV3Config, role))
-    states = run_grid_v3(config, only=only, echo=click.echo)
-    echo_state_counts(states)
-    if any(state == "failed" for state in states.values()):
-        raise SystemExit(1)
+    run_plan(GridV3Config(**options), run_grid_v3, only=only)
 
 
 @v3_group.command("status")

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import click
 
-from common.settings import option_flag
-from model_tools.gguf_models import check_model_spec
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_group
-from pipeline.step_status import echo_state_counts, echo_step_table
+from pipeline.step_status import echo_step_table, run_plan
 from pipeline.settings_file_options import settings_file_options
 from study.onpolicy.rounds import OnPolicyConfig, load_config
 
@@ -30,13 +28,7 @@ def run_command(only, **options):
     """
     from study.onpolicy.run import run_rounds
 
-    config = OnPolicyConfig(**options)
-    for role in ("teacher", "student"):
-        check_model_spec(getattr(config, role), option_flag(OnPolicyConfig, role))
-    states = run_rounds(config, only=only, echo=click.echo)
-    echo_state_counts(states)
-    if any(state == "failed" for state in states.values()):
-        raise SystemExit(1)
+    run_plan(OnPolicyConfig(**options), run_rounds, only=only)
 
 
 @onpolicy_group.command("status")

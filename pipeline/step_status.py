@@ -1,9 +1,24 @@
-"""How `akd experiment status` and `akd onpolicy status` show a plan's steps."""
+"""How the plan commands (`akd experiment`, `akd experiment v3`, `akd onpolicy`) run a plan and show its steps."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import click
+
+from common.settings import option_flag
+from model_tools.gguf_models import check_model_spec
+
+
+def run_plan(config, run: Callable[..., dict[str, str]], *, only: str | None) -> None:
+    """Check the teacher and student the settings name (one line naming the option where a
+    folder is wrong), run every step not done, print the counts; exit 1 where a step failed."""
+    for role in ("teacher", "student"):
+        check_model_spec(getattr(config, role), option_flag(type(config), role))
+    states = run(config, only=only, echo=click.echo)
+    echo_state_counts(states)
+    if any(state == "failed" for state in states.values()):
+        raise SystemExit(1)
 
 
 def echo_step_table(root: Path, steps) -> dict[str, str]:

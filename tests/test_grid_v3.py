@@ -138,5 +138,7 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert front["fkl_vs_kd"]["ci_low"] <= front["fkl_vs_kd"]["diff"] <= front["fkl_vs_kd"]["ci_high"]
     assert {r["b"] for r in front["pass@1"]} == {"small-fkl", "small-rkl"}
     assert {row["model"] for row in report["table"]} >= {"teacher", "student", "akd", "small", "small-akd"}
+    assert report["samples"]["akd-mix/test-sampled"] == ["humaneval.jsonl.gz", "mbpp.jsonl.gz"]
+    assert (results / "samples" / "small-akd" / "train-sampled" / "samples.json").exists()
     markdown = (results / "report.md").read_text()
     assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown

@@ -13,6 +13,7 @@ import pytest
 
 from common.settings import build_config, flag_of, option_default, option_defaults
 from pipeline.cli import main
+from pipeline.settings_file_options import OWN_PARAMS
 from stages.distill.config import DistillConfig
 from stages.distill.losses import LossConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
@@ -40,7 +41,8 @@ def _parse(args: list[str]) -> dict:
         for cache in _options(args, "--cache"):
             Path(cache).mkdir(parents=True, exist_ok=True)
     command = main.commands[args[0]]
-    return command.make_context(args[0], list(args[1:])).params
+    params = command.make_context(args[0], list(args[1:])).params
+    return {k: v for k, v in params.items() if k not in OWN_PARAMS}  # --config and --print-config
 
 
 def _commands(config: OnPolicyConfig) -> dict[str, list[str]]:
@@ -118,7 +120,7 @@ def test_commands_are_the_stages_configs_with_no_default_retyped(tmp_path, overr
                 assert str(value) != str(default), f"{flag} {value} is {cls.__name__}'s default"
         args = commands[f"train-{r}"]
         params = _parse(args)
-        chosen = {k: v for k, v in params.items() if k not in ("students", "losses", "models_dir", "runs_dir")}
+        chosen = {k: v for k, v in params.items() if k not in ("students", "losses", "models_dir", "runs_dir", "run_dir")}
         assert DistillConfig.from_options({**chosen, "student": params["students"][0],
                                            "kind": params["losses"][0]}) == \
             config.distill_config(round_.student, round_.cache)

@@ -7,7 +7,6 @@ about 8 hours of a 2-core CPU machine (study/cost.py gives the estimate, step by
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Grid v3's report: its questions answered first, from whatever steps are done (a partial report
-says which comparisons still wait), then the table of scores and which machine ran each step.
+says which comparisons still wait), then the table of scores and which machine ran each step;
+every evaluation's per-task samples are exported beside it (samples/<model>/<split>-<mode>/).
 
 Every comparison is paired over the tasks both models were scored on, on per-task pass rates of
 the sampled evaluations (study/engine/stats.compare_rates), pooled over the benchmarks both
@@ -45,6 +46,8 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    report["samples"] = _export_samples([s for s in steps if s.kind == "eval" and states[s.name] == "done"],
+                                        out_dir / "samples")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(markdown(report))
     return report
@@ -203,6 +206,18 @@ def _table(sampled: dict, greedy: dict) -> list[dict]:
     return [{"model": m, "sampled": {b: mean(r) for b, r in sampled.get(m, {}).items()},
              "greedy": {b: mean(r) for b, r in greedy.get(m, {}).items()},
              "tasks": {b: len(r) for b, r in sampled.get(m, {}).items()}} for m in models]
+
+
+def _export_samples(evals, out_dir: Path) -> dict[str, list[str]]:
+    """`akd eval-export` of every evaluation done: samples/<model>/<split>-<mode>/<benchmark>[_split].jsonl.gz,
+    per task and sample the solution as it ran and its verdict (re-scorable elsewhere)."""
+    from stages.evaluate.export import export_samples
+
+    written = {}
+    for step in evals:
+        folder = f"{step.meta['model']}/{step.output.name}"
+        written[folder] = sorted(export_samples(step.output, out_dir / folder)["files"])
+    return written
 
 
 def _machines(root: Path, steps) -> list[dict]:
