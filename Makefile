@@ -57,8 +57,8 @@ RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} 
 .PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-v3 experiment-v3-status experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv
 
 help:
-	@echo "make teacher-cache  cache the teacher's top-k answers (TEACHER, DATASET, LIMIT, K, TEACHER_TEMPLATE)"
-	@echo "make distill        teacher-cache, then train STUDENT (list) with LOSS (list) for STEPS on it"
+	@echo "make teacher-cache  cache the teacher's top-k answers (configs/cache.yaml; TEACHER, DATASET, LIMIT, K, ...)"
+	@echo "make distill        teacher-cache, then train (configs/distill.yaml; STUDENT and LOSS lists, STEPS)"
 	@echo "make eval MODEL=..  HumanEval + MBPP pass@1 of a model (registry name, folder or Hub id)"
 	@echo "make report         tables and chart of every evaluated model in evals/ -> results/"
 	@echo "make experiment     the AKD experiment grid v2 (~8 h; resumable) -> results/experiment/"
@@ -114,6 +114,8 @@ report: venv
 	$(AKD) report --runs-dir evals --out results
 	if [ -f $(EXPERIMENT_DIR)/experiment.json ]; then \
 	  $(AKD) experiment report --out-dir $(EXPERIMENT_DIR) --results results/experiment; fi
+	if [ -f $(EXPERIMENT_V3_DIR)/experiment.json ]; then \
+	  $(AKD) experiment v3 report --out-dir $(EXPERIMENT_V3_DIR) --results results/experiment/v3; fi
 
 # Grid v2 (issue 13), about eight hours here (`make experiment-estimate`): rerun to resume; run it
 # in the background with `nohup make experiment > experiment.out 2>&1 &`, watch
@@ -130,6 +132,7 @@ EXPERIMENT_V3_DIR ?= experiments/v3
 experiment-v3: venv allocator
 	$(RUN_ENV) $(AKD) experiment v3 run --out-dir $(EXPERIMENT_V3_DIR) $(call opt,--models-dir,$(MODELS_DIR)) \
 	  $(call opt,--teacher,$(TEACHER)) $(call opt,--student,$(STUDENT)) $(EXPERIMENT_EXTRA)
+	$(AKD) experiment v3 report --out-dir $(EXPERIMENT_V3_DIR) --results results/experiment/v3
 
 experiment-v3-status: venv
 	$(AKD) experiment v3 status --out-dir $(EXPERIMENT_V3_DIR)
