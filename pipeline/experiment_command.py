@@ -89,7 +89,8 @@ def keep_command(out_dir):
 @dataclass_options(ExperimentConfig)
 def estimate_command(**options):
     """The expected minutes of every step on this CPU class (study/grid_v2/cost.py), and the total."""
-    from study.grid_v2.cost import REFERENCE_CLASS, estimate, expected_budget, load_profile, total_hours
+    from study.engine.profiles import REFERENCE_CLASS, load_profile
+    from study.grid_v2.cost import estimate, expected_budget, total_hours
     from study.grid_v2.plan import build_plan
 
     config = ExperimentConfig(**options)
@@ -166,3 +167,22 @@ def v3_report_command(out_dir, keep_dir, results_dir):
         restore_grid_v3(Path(keep_dir), Path(out_dir))
     build_v3_report(load_v3(out_dir), Path(results_dir))
     click.echo(f"report in {Path(results_dir) / 'report.md'}")
+
+
+@v3_group.command("estimate")
+@dataclass_options(GridV3Config)
+def v3_estimate_command(**options):
+    """The expected minutes of every step of grid v3 on this CPU class, and the total
+    (study/grid_v3/cost.py: this class's measured profile)."""
+    from study.engine.profiles import REFERENCE_CLASS, load_profile
+    from study.grid_v3.cost import estimate, total_hours
+    from study.grid_v3.plan import build_plan
+
+    config, profile = GridV3Config(**options), load_profile()
+    click.echo(f"figures measured on {profile.cpu_class}" + (
+        f"; not measured there, taken from {REFERENCE_CLASS}: {', '.join(profile.borrowed())}"
+        if profile.borrowed() else ""))
+    rows = estimate(config, build_plan(config), profile)
+    for row in rows:
+        click.echo(f"{row['minutes']:8.1f} min  {row['step']:44} {row['basis']}")
+    click.echo(f"total: {total_hours(rows):.1f} h")

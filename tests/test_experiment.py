@@ -149,7 +149,8 @@ def test_every_arm_of_one_size_gets_the_same_examples_steps_schedule_and_seed(tm
 
 
 def test_the_speed_steps_measure_teacher_student_and_pruned_student_at_a_fixed_length(tmp_path):
-    from study.grid_v2.cost import estimate, load_profile
+    from study.engine.profiles import load_profile
+    from study.grid_v2.cost import estimate
 
     config = ExperimentConfig(out_dir=str(tmp_path), backend="hf")
     steps = {s.name: s for s in build_plan(config)}
@@ -176,7 +177,7 @@ def test_the_speed_steps_measure_teacher_student_and_pruned_student_at_a_fixed_l
 
 
 def test_cost_figures_are_a_cpu_class_profile_completed_from_the_reference():
-    from study.grid_v2.cost import REFERENCE_CLASS, load_profile
+    from study.engine.profiles import REFERENCE_CLASS, load_profile
 
     reference, avx2, other = load_profile(REFERENCE_CLASS), load_profile("avx2"), load_profile("riscv")
     assert reference.borrowed() == [] and reference["engine_s"] == 60.0

@@ -142,3 +142,25 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert (results / "samples" / "small-akd" / "train-sampled" / "samples.json").exists()
     markdown = (results / "report.md").read_text()
     assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown
+
+
+def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answers(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+    from study.engine.profiles import load_profile
+    from study.grid_v3.cost import estimate, total_hours
+
+    config = GridV3Config(out_dir=str(tmp_path), eval_samples=5)
+    steps, p = build_plan(config), load_profile("avx512_bf16")
+    rows = {r["step"]: r for r in estimate(config, steps, p)}
+    assert list(rows) == [s.name for s in steps]
+    sampled, greedy = rows["eval-akd-test-sampled"], rows["eval-akd-test-greedy"]
+    assert sampled["minutes"] == round((p["engine_s"] + 664 * 5 * p["eval_s_per_task"]["full"]) / 60, 1)
+    assert greedy["minutes"] == round((p["engine_s"] + 664 * p["eval_s_per_task"]["full"]) / 60, 1)
+    assert "x 0.95 s" in rows["eval-small-akd-test-greedy"]["basis"]  # the pruned student's own rate
+    full, small = rows["train-akd"], rows["train-small-akd"]
+    assert "300 steps x 2 micro-batches" in full["basis"] and "600 steps" in small["basis"]
+    assert small["minutes"] > full["minutes"] and total_hours(list(rows.values())) > 10
+    printed = CliRunner().invoke(main, ["experiment", "v3", "estimate", "--out-dir", str(tmp_path)])
+    assert printed.exit_code == 0 and "total:" in printed.output and "train-small-akd" in printed.output

@@ -1,69 +1,22 @@
 """What each step of the grid should cost on this machine, before it runs.
 
-The figures are measurements, kept as data: profiles/<CPU class>.json (the class from
-common.machine.cpu_class) holds each figure with what it rests on and the machine it was
-measured on. A figure the class's profile lacks comes from the reference profile
-(avx512_bf16.json) and says so in the estimate's basis; a class with no profile at all is
-estimated from the reference. Add a figure to a profile when a step's record measures it.
+The figures are measurements, kept as data (study/engine/profiles.py: one file per CPU class,
+each figure with what it rests on; a figure the class lacks is the reference class's, labelled).
 Before the cache exists a micro-batch is taken to hold 2.2 sequences (v1: about 2.3).
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
-from common.machine import cpu_class, machine_facts
 from study.grid_v2.budget import Budget, plan_budget
 from study.grid_v2.config import ExperimentConfig
+from study.engine.profiles import REFERENCE_CLASS, Profile, load_profile
 
-PROFILES_DIR = Path(__file__).parent / "profiles"
-REFERENCE_CLASS = "avx512_bf16"
 SEQUENCES_PER_MICRO_BATCH = 2.2
 HELD_OUT_SHARE = 0.05
 TASKS = {("humaneval", "test"): 164, ("mbpp", "test"): 500, ("mbpp", "train"): 374,
          ("mbpp", "selection"): 100}
 MBPP_TRAIN_KEPT, MBPP_ANSWER_TOKENS = 0.55, 130  # the teacher passes ~half of MBPP train; short answers
-
-
-@dataclass(frozen=True)
-class Profile:
-    """One CPU class's measured figures (name -> value), each with where it came from."""
-    cpu_class: str
-    figures: dict
-    sources: dict  # name -> "measured on <class>: <basis>" or the reference's, labelled
-
-    def __getitem__(self, name: str):
-        return self.figures[name]
-
-    def borrowed(self) -> list[str]:
-        """The figures this class has not measured (taken from the reference profile)."""
-        return [name for name, source in self.sources.items() if source.startswith("not measured")]
-
-
-def load_profile(cls: str | None = None) -> Profile:
-    """The profile of CPU class `cls` (default: this machine's), completed from the reference."""
-    cls = cls or cpu_class(machine_facts())
-    reference = _read(REFERENCE_CLASS)
-    own = _read(cls) if (PROFILES_DIR / f"{cls}.json").exists() else {"figures": {}}
-    figures, sources = {}, {}
-    for name, (value, basis) in reference["figures"].items():
-        mine = own["figures"].get(name)
-        if mine is None:
-            figures[name] = value
-            sources[name] = (f"{REFERENCE_CLASS}: {basis}" if cls == REFERENCE_CLASS
-                             else f"not measured on {cls}; {REFERENCE_CLASS}'s: {basis}")
-            continue
-        mine_value, mine_basis = mine
-        if isinstance(value, dict):  # per-model figures: the class's where measured
-            mine_value = {**value, **mine_value}
-        figures[name], sources[name] = mine_value, f"{cls}: {mine_basis}"
-    return Profile(cls, figures, sources)
-
-
-def _read(cls: str) -> dict:
-    return json.loads((PROFILES_DIR / f"{cls}.json").read_text())
 
 
 def expected_budget(config: ExperimentConfig) -> Budget:
@@ -165,7 +118,7 @@ def estimate_markdown(rows: list[dict], budget: Budget, measured: bool, profile:
              f"(midpoint {budget.small_midpoint}).", "",
              f"Expected cost: **{total_hours(rows):.1f} h** of this machine "
              f"(study/grid_v2/cost.py, profile {profile.cpu_class}: each figure rests on a measurement "
-             "named in profiles/).", "",
+             "named in study/engine/profiles/).", "",
              *([f"Not measured on {profile.cpu_class}, taken from {REFERENCE_CLASS}: "
                 f"{', '.join(profile.borrowed())}.", ""] if profile.borrowed() else []),
              "| step | expected | basis |", "|---|---|---|"]

@@ -1,0 +1,65 @@
+"""What each step of grid v3 should cost on this machine, before it runs: the figures of this
+CPU class's measured profile (study/engine/profiles.py; a figure it lacks is the reference
+class's, labelled), applied to v3's steps. A sampled evaluation generates and runs n answers a
+task, so it is costed at n times a greedy one; a held-out check scales with the sequences it
+scores (the profile's figure is for 64)."""
+from __future__ import annotations
+
+from study.engine.profiles import Profile, load_profile
+from study.grid_v3.config import GridV3Config
+
+TASKS = {("humaneval", "test"): 164, ("mbpp", "test"): 500, ("mbpp", "train"): 374}
+MBPP_TRAIN_KEPT, MBPP_ANSWER_TOKENS = 0.55, 130  # grid v2: the teacher passes ~half of MBPP train; short answers
+PROFILE_HELDOUT_EXAMPLES = 64
+
+
+def estimate(config: GridV3Config, steps, profile: Profile | None = None) -> list[dict]:
+    """One row per step: its expected minutes and what the figure rests on."""
+    p = profile or load_profile()
+    rows = []
+    for step in steps:
+        seconds, basis = _cost(config, step, p)
+        rows.append({"step": step.name, "kind": step.kind, "minutes": round(seconds / 60, 1), "basis": basis})
+    return rows
+
+
+def total_hours(rows: list[dict]) -> float:
+    return sum(r["minutes"] for r in rows) / 60
+
+
+def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
+    if step.kind == "eval":
+        tasks, samples = _tasks(config, step), step.meta.get("n_samples", 1)
+        per_task = p["eval_s_per_task"][_engine(step)]
+        return (p["engine_s"] + tasks * samples * per_task,
+                f"{tasks} tasks x {samples} answer(s) x {per_task} s + engine")
+    if step.kind == "cache" and step.meta.get("cache") == "mbpp-train":
+        answers = round(TASKS[("mbpp", "train")] * MBPP_TRAIN_KEPT)
+        return (p["engine_s"] + answers * MBPP_ANSWER_TOKENS / p["score_tok_s"],
+                f"~{answers} verified answers of ~{MBPP_ANSWER_TOKENS} tokens scored at {p['score_tok_s']:g} tok/s")
+    if step.kind == "cache":
+        return (p["engine_s"] + config.n_examples * p["cache_s_per_example"],
+                f"{config.n_examples} examples x {p['cache_s_per_example']} s + engine")
+    if step.kind == "train":
+        size = "small" if step.meta.get("size") == "small" else "full"
+        steps = step.meta["steps"]
+        checks = (config.heldout_evals + 1) * p["heldout_eval_s"] * config.heldout_examples / PROFILE_HELDOUT_EXAMPLES
+        return (p["train_overhead_s"] + steps * config.grad_accum * p["train_s_per_micro_batch"][size] + checks,
+                f"{steps} steps x {config.grad_accum} micro-batches x {p['train_s_per_micro_batch'][size]} s "
+                f"+ {config.heldout_evals + 1} held-out checks of {config.heldout_examples} sequences")
+    if step.kind == "prune":
+        return p["prune_s"], "measured"
+    return 5.0, "in-process"  # the verified answers
+
+
+def _tasks(config: GridV3Config, step) -> int:
+    benchmarks = step.meta.get("benchmarks", ("humaneval", "mbpp"))
+    tasks = sum(TASKS[(b, step.meta["split"])] for b in benchmarks)
+    return min(tasks, config.eval_limit * len(benchmarks)) if config.eval_limit else tasks
+
+
+def _engine(step) -> str:
+    model = step.meta.get("model", "")
+    if step.meta.get("role") == "teacher":
+        return "teacher"
+    return "small" if model == "small" or model.startswith("small-") else "full"
