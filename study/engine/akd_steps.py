@@ -1,8 +1,10 @@
 """Steps that run one `akd` command each, built from the stages' own configs: a teacher cache, an
 evaluation, a distillation run, a pruned model, verified answers. An experiment's definition
-names its folders and arms and calls these; the commands' arguments come from the configs'
-declarations (`to_cli_args`), so no definition retypes an option. (Grid v2 predates them and
-keeps its own builders in study/grid_v2/arms.py.)
+names its folders and arms and calls these. Cache and evaluation commands are written from the
+stages' configs (`to_cli_args`, checked when the plan is built); a training command takes the
+definition's schedule as arguments, like the free-form `--distill-options` a user adds, and
+`akd distill` checks them when the step runs. (Grid v2 predates these and keeps its own
+builders in study/grid_v2/arms.py.)
 """
 from __future__ import annotations
 

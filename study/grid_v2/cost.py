@@ -10,13 +10,11 @@ import math
 
 from study.grid_v2.budget import Budget, plan_budget
 from study.grid_v2.config import ExperimentConfig
-from study.engine.profiles import REFERENCE_CLASS, Profile, load_profile
+from study.engine.profiles import BENCHMARK_TASKS as TASKS
+from study.engine.profiles import MBPP_ANSWER_TOKENS, MBPP_TRAIN_KEPT, REFERENCE_CLASS, Profile, load_profile
 
 SEQUENCES_PER_MICRO_BATCH = 2.2
 HELD_OUT_SHARE = 0.05
-TASKS = {("humaneval", "test"): 164, ("mbpp", "test"): 500, ("mbpp", "train"): 374,
-         ("mbpp", "selection"): 100}
-MBPP_TRAIN_KEPT, MBPP_ANSWER_TOKENS = 0.55, 130  # the teacher passes ~half of MBPP train; short answers
 
 
 def expected_budget(config: ExperimentConfig) -> Budget:

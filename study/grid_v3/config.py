@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.settings import option_default, setting
+from stages.distill.losses.config import LOSS_KINDS
 from stages.evaluate.config import EvalConfig
 from stages.teacher import TeacherCacheConfig
 from study.engine.settings import ExperimentError, load_settings, split_list
 
 CONFIG_FILE = "experiment.json"
-LOSSES = ("ce", "fkl", "rkl", "akd", "jsd", "skl", "srkl", "tvd")
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ class GridV3Config:
             raise ExperimentError(f"--mbpp-weight must be in (0, 1) and --small-mlp-keep in (0, 1], got "
                                   f"{self.mbpp_weight} and {self.small_mlp_keep}")
         for name in ("full_losses", "small_losses"):
-            unknown = [loss for loss in split_list(getattr(self, name)) if loss not in LOSSES]
+            unknown = [loss for loss in split_list(getattr(self, name)) if loss not in LOSS_KINDS]
             if unknown:
-                raise ExperimentError(f"--{name.replace('_', '-')}: unknown loss {unknown[0]!r}; one of {', '.join(LOSSES)}")
+                raise ExperimentError(f"--{name.replace('_', '-')}: unknown loss {unknown[0]!r}; one of {', '.join(LOSS_KINDS)}")
 
     @property
     def root(self) -> Path:

@@ -5,11 +5,10 @@ task, so it is costed at n times a greedy one; a held-out check scales with the 
 scores (the profile's figure is for 64)."""
 from __future__ import annotations
 
-from study.engine.profiles import Profile, load_profile
+from study.engine.profiles import BENCHMARK_TASKS as TASKS
+from study.engine.profiles import MBPP_ANSWER_TOKENS, MBPP_TRAIN_KEPT, Profile, load_profile
 from study.grid_v3.config import GridV3Config
 
-TASKS = {("humaneval", "test"): 164, ("mbpp", "test"): 500, ("mbpp", "train"): 374}
-MBPP_TRAIN_KEPT, MBPP_ANSWER_TOKENS = 0.55, 130  # grid v2: the teacher passes ~half of MBPP train; short answers
 PROFILE_HELDOUT_EXAMPLES = 64
 
 
