@@ -163,7 +163,7 @@ test-fast: venv allocator
 	$(RUN_ENV) $(PY) -m pytest -q -m "not slow" tests
 
 # Each benchmark writes bench-results/<name>.json; `make bench BENCHES="cache losses"` runs a few.
-BENCHES ?= cache teacher losses distill step_profile allocator sandbox
+BENCHES ?= cache teacher engine losses distill step_profile allocator sandbox
 bench: venv allocator
 	mkdir -p bench-results
 	for b in $(BENCHES); do $(RUN_ENV) $(PY) benchmarks/bench_$$b.py || exit 1; done

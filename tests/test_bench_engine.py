@@ -1,0 +1,45 @@
+"""The engine benchmark's arithmetic (benchmarks/bench_engine.py): a call's share of the peak is
+only as true as the FLOPs it counts, which must be the model's own matrices."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_engine import call_flops, shape_of  # noqa: E402
+
+
+def _qwen(tmp_path, **overrides):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=96, **overrides)
+    model = Qwen2ForCausalLM(config)
+    config.save_pretrained(tmp_path)
+    return model, shape_of(tmp_path)
+
+
+def test_the_layers_count_two_flops_per_weight_per_processed_token(tmp_path):
+    model, shape = _qwen(tmp_path)
+    weights = sum(p.numel() for name, p in model.model.layers.named_parameters() if name.endswith("proj.weight"))
+    prompt, new = 10, 4
+    flops = call_flops(shape, [prompt], new)
+    head = new * 2 * shape["hidden"] * shape["vocab"]
+    positions = prompt + new - 1
+    attention = shape["layers"] * 4 * shape["heads"] * shape["head_dim"] * positions * (positions + 1) / 2
+    assert flops == positions * 2 * weights + head + attention
+
+
+def test_prompts_add_up_and_longer_contexts_cost_more_attention(tmp_path):
+    _, shape = _qwen(tmp_path)
+    one, other = call_flops(shape, [10], 4), call_flops(shape, [30], 4)
+    assert call_flops(shape, [10, 30], 4) == one + other
+    per_token = (other - one) / 20
+    assert per_token > call_flops(shape, [11], 4) - one  # attention grows with the context
+
+
+def test_shape_reads_an_explicit_head_dim(tmp_path):
+    _qwen(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "head_dim": 32}))
+    assert shape_of(tmp_path)["head_dim"] == 32
