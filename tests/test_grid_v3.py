@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from eval_folders import give_passing_mbpp_train_answers
+from common.machine import cpu_class, machine_facts
 from study.engine.settings import ExperimentError
 from study.engine.stats import compare_pooled, compare_rates
 from study.grid_v3.config import GridV3Config
@@ -22,8 +23,11 @@ def _value(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 
 
+CPU = "avx512_bf16"
+
+
 def test_target_near_data_comes_first_then_the_pruned_student_and_every_need_before(tmp_path):
-    steps = build_plan(GridV3Config(out_dir=str(tmp_path)))
+    steps = build_plan(GridV3Config(out_dir=str(tmp_path)), CPU)
     names = [s.name for s in steps]
     for i, step in enumerate(steps):
         assert all(need in names[:i] for need in step.needs), step.name
@@ -31,11 +35,11 @@ def test_target_near_data_comes_first_then_the_pruned_student_and_every_need_bef
     assert trains[:3] == ["train-akd-mix", "train-akd-mbpp", "train-akd"]  # question 1 first
     assert trains[3:7] == ["train-small-ce", "train-small-fkl", "train-small-rkl", "train-small-akd"]
     assert trains[7:] == ["train-ce", "train-fkl", "train-rkl", "train-jsd"]
-    assert names.index("eval-akd-mix-test-sampled") < names.index("prune-small")
-    assert names[-1].endswith("-test-greedy") and "eval-teacher-test-sampled" in names
-    assert "eval-akd-mix-train-sampled" not in names and "eval-akd-mbpp-train-sampled" not in names
-    assert "eval-akd-train-sampled" in names  # never trained on MBPP train: scored there too
-    no_greedy = build_plan(GridV3Config(out_dir=str(tmp_path), greedy_headline=False, full_losses=""))
+    assert names.index("eval-akd-mix-test-sampled@avx512_bf16") < names.index("prune-small")
+    assert names[-1].endswith("-test-greedy@avx512_bf16") and "eval-teacher-test-sampled@avx512_bf16" in names
+    assert not [n for n in names if n.startswith(("eval-akd-mix-train", "eval-akd-mbpp-train"))]
+    assert "eval-akd-train-sampled@avx512_bf16" in names  # never trained on MBPP train: scored there too
+    no_greedy = build_plan(GridV3Config(out_dir=str(tmp_path), greedy_headline=False, full_losses=""), CPU)
     assert not [s for s in no_greedy if "greedy" in s.name and "teacher-train" not in s.name]
     assert not [s for s in no_greedy if s.name in ("train-ce", "train-jsd")]
 
@@ -62,12 +66,53 @@ def test_every_run_of_one_size_gets_the_same_schedule_and_the_mix_its_weights(tm
 
 
 def test_deciding_evaluations_are_sampled_and_the_headline_greedy(tmp_path):
-    steps = {s.name: s for s in build_plan(GridV3Config(out_dir=str(tmp_path), eval_samples=7))}
-    sampled = steps["eval-akd-test-sampled"].command()
+    steps = {s.name: s for s in build_plan(GridV3Config(out_dir=str(tmp_path), eval_samples=7), CPU)}
+    sampled = steps["eval-akd-test-sampled@avx512_bf16"].command()
     assert _value(sampled, "--n-samples") == "7" and _value(sampled, "--temperature") == "0.8"
-    assert "--n-samples" not in steps["eval-akd-test-greedy"].command()
+    assert _value(sampled, "--out") == str(tmp_path / "evals" / CPU / "akd" / "test-sampled")
+    assert "--n-samples" not in steps["eval-akd-test-greedy@avx512_bf16"].command()
     assert _value(steps["eval-teacher-train-greedy"].command(), "--split") == "train"
-    assert steps["eval-akd-train-sampled"].meta["benchmarks"] == ["mbpp"]
+    assert steps["eval-akd-train-sampled@avx512_bf16"].meta["benchmarks"] == ["mbpp"]
+
+
+def _done_elsewhere(root: Path, steps) -> None:
+    """Records and folders of finished evaluations, as a machine of another class leaves them."""
+    for step in steps:
+        (root / "steps").mkdir(parents=True, exist_ok=True)
+        (root / "steps" / f"{step.name}.json").write_text(json.dumps({"name": step.name, "status": "done"}))
+        step.output.mkdir(parents=True, exist_ok=True)
+
+
+def test_a_model_is_evaluated_once_and_an_original_again_where_its_comparisons_are(tmp_path):
+    config = GridV3Config(out_dir=str(tmp_path), greedy_headline=False)
+    on_avx512 = {s.name: s for s in build_plan(config, CPU)}
+    _done_elsewhere(tmp_path, [on_avx512[f"eval-{m}-test-sampled@{CPU}"] for m in ("student", "akd-mix")])
+    here = [s.name for s in build_plan(config, "amx")]
+    assert "eval-akd-mix-test-sampled@amx" not in here  # done, on the other class
+    assert "eval-akd-mbpp-test-sampled@amx" in here  # not evaluated anywhere yet: here
+    assert "eval-student-test-sampled@amx" in here  # so the original it pairs with is evaluated here again
+
+    every_test = [s for s in on_avx512.values() if s.kind == "eval" and s.meta.get("cpu_class")
+                  and s.meta["split"] == "test"]
+    _done_elsewhere(tmp_path, every_test)
+    here = [s.name for s in build_plan(config, "amx")]
+    assert not [n for n in here if "-test-sampled@" in n]  # nothing left to compare with on this class
+    assert "eval-student-train-sampled@amx" in here  # the train split's comparisons are still to come
+
+
+def test_the_report_pairs_evaluations_only_within_one_cpu_class():
+    from study.grid_v3.report import Scores
+
+    def rates(*passed):
+        return {"humaneval": {f"HumanEval/{i}": float(p) for i, p in enumerate(passed)}}
+
+    scores = Scores({"amx": {"akd": rates(1, 1, 0), "student": rates(1, 0, 0)},
+                     "avx512_bf16": {"student": rates(1, 1, 1), "akd-mix": rates(1, 1, 1)}}, {})
+    paired = scores.compare("akd", "student")
+    assert paired["cpu_class"] == "amx" and paired["diff"] == pytest.approx(1 / 3)
+    assert scores.compare("akd-mix", "akd") is None and scores.compare("akd-mix", "student")["cpu_class"] == CPU
+    assert scores.unpaired == [{"a": "akd-mix", "b": "akd", "a_on": [CPU], "b_on": ["amx"],
+                                "waits_for": "akd-mix evaluated on amx"}]
 
 
 def test_bad_settings_are_refused_in_one_line():
@@ -104,14 +149,15 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert json.loads((out / "data" / "mbpp-train-verified.meta.json").read_text())["kept"] == 3
     for run in ("akd-mix", "akd-mbpp", "akd", "small-akd"):
         assert json.loads((out / "runs" / run / "summary.json").read_text())["steps"] == 2
-    rows = [json.loads(line) for line in (out / "evals" / "akd-mix" / "test-sampled" / "mbpp" / "results.jsonl")
+    here = cpu_class(machine_facts())  # the class every evaluation of this run was made on
+    rows = [json.loads(line) for line in (out / "evals" / here / "akd-mix" / "test-sampled" / "mbpp" / "results.jsonl")
             .read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["statuses"]) == 2 for r in rows)  # 2 sampled answers a task
 
     from study.engine.results import load_pass_rates
 
     def rates(model: str) -> dict:
-        folder = out / "evals" / model / "test-sampled"
+        folder = out / "evals" / here / model / "test-sampled"
         return {b: load_pass_rates(folder, b) for b in ("humaneval", "mbpp")}
 
     pooled = compare_pooled(rates("akd-mix"), rates("student"), test=compare_rates)["pooled"]
@@ -138,8 +184,9 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert front["fkl_vs_kd"]["ci_low"] <= front["fkl_vs_kd"]["diff"] <= front["fkl_vs_kd"]["ci_high"]
     assert {r["b"] for r in front["pass@1"]} == {"small-fkl", "small-rkl"}
     assert {row["model"] for row in report["table"]} >= {"teacher", "student", "akd", "small", "small-akd"}
-    assert report["samples"]["akd-mix/test-sampled"] == ["humaneval.jsonl.gz", "mbpp.jsonl.gz"]
-    assert (results / "samples" / "small-akd" / "train-sampled" / "samples.json").exists()
+    assert {row["cpu_class"] for row in report["table"]} == {here} and report["unpaired"] == []
+    assert report["samples"][f"{here}/akd-mix/test-sampled"] == ["humaneval.jsonl.gz", "mbpp.jsonl.gz"]
+    assert (results / "samples" / here / "small-akd" / "train-sampled" / "samples.json").exists()
     markdown = (results / "report.md").read_text()
     assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown
 
@@ -152,13 +199,13 @@ def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answ
     from study.grid_v3.cost import estimate, total_hours
 
     config = GridV3Config(out_dir=str(tmp_path), eval_samples=5)
-    steps, p = build_plan(config), load_profile("avx512_bf16")
+    steps, p = build_plan(config, CPU), load_profile("avx512_bf16")
     rows = {r["step"]: r for r in estimate(config, steps, p)}
     assert list(rows) == [s.name for s in steps]
-    sampled, greedy = rows["eval-akd-test-sampled"], rows["eval-akd-test-greedy"]
+    sampled, greedy = rows[f"eval-akd-test-sampled@{CPU}"], rows[f"eval-akd-test-greedy@{CPU}"]
     assert sampled["minutes"] == round((p["engine_s"] + 664 * 5 * p["eval_s_per_task"]["full"]) / 60, 1)
     assert greedy["minutes"] == round((p["engine_s"] + 664 * p["eval_s_per_task"]["full"]) / 60, 1)
-    assert "x 0.95 s" in rows["eval-small-akd-test-greedy"]["basis"]  # the pruned student's own rate
+    assert "x 0.95 s" in rows["eval-small-akd-test-greedy@avx512_bf16"]["basis"]  # the pruned student's own rate
     full, small = rows["train-akd"], rows["train-small-akd"]
     assert "300 steps x 2 micro-batches" in full["basis"] and "600 steps" in small["basis"]
     assert small["minutes"] > full["minutes"] and total_hours(list(rows.values())) > 10

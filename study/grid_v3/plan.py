@@ -15,12 +15,21 @@ something:
 
 Every deciding evaluation is sampled (`eval_samples` answers per task at `eval_temperature`);
 models never trained on MBPP train are also scored there. Folders: caches/, data/, models/,
-runs/<arm>/, evals/<model>/<split>-<sampled|greedy>/.
+runs/<arm>/, evals/<cpu class>/<model>/<split>-<sampled|greedy>/.
+
+The same model answers differently on two CPU classes (their kernels differ; docs/measurements.md
+gives the churn measured), so the report pairs only evaluations made on one class. A model is
+evaluated once, on the class of the machine that gets to it; the originals (`student`,
+`small`), always at hand, are evaluated again on this machine's class whenever a model they
+are compared with is (or will be) evaluated here and they are not yet.
 """
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+from common.machine import cpu_class, machine_facts
 from stages.distill.run_folder import FINAL_DIR, run_slug
 from study.engine.akd_steps import cache_step, eval_step, train_step, verified_answers_step, width_prune_step
 from study.engine.settings import split_list
@@ -29,21 +38,30 @@ from study.grid_v3.config import GridV3Config
 
 TEST = ("humaneval", "mbpp")
 MBPP_TRAINED = ("akd-mix", "akd-mbpp")  # trained on MBPP train answers: never scored on that split
+ORIGINALS = ("student", "small")  # what the distilled students are compared with: re-evaluated per CPU class
+EVAL_STEP = re.compile(r"^eval-(?P<model>.+)-(?P<split>test|train)-(?P<mode>sampled|greedy)@(?P<cpu>[a-z0-9_]+)$")
 
 
 class GridV3:
     """The folders of one grid v3 and the builders of its steps."""
 
-    def __init__(self, config: GridV3Config):
+    def __init__(self, config: GridV3Config, cpu: str | None = None):
+        """`cpu`: the CPU class this machine's evaluations are made on (default: this machine's)."""
         self.config = config
+        self.cpu = cpu or cpu_class(machine_facts())
         root = self.root = config.root
         self.codealpaca_cache = root / "caches" / "codealpaca"
         self.mbpp_cache = root / "caches" / "mbpp-train"
         self.mbpp_data = root / "data" / "mbpp-train-verified.jsonl"
         self.small_dir = root / "models" / f"{run_slug(config.student)}-mlp{round(100 * config.small_mlp_keep)}"
 
-    def eval_dir(self, model: str, split: str, mode: str) -> Path:
-        return self.root / "evals" / model / f"{split}-{mode}"
+    def eval_dir(self, model: str, split: str, mode: str, cpu: str | None = None) -> Path:
+        return self.root / "evals" / (cpu or self.cpu) / model / f"{split}-{mode}"
+
+    @property
+    def teacher_answers(self) -> Path:
+        """The teacher's greedy MBPP-train answers: data for the target-near cache, made once."""
+        return self.root / "evals" / "teacher" / "train-greedy"
 
     def run_dir(self, arm: str) -> Path:
         return self.root / "runs" / arm
@@ -54,8 +72,9 @@ class GridV3:
         steps = [self._cache("cache-codealpaca", self.codealpaca_cache, dataset=c.dataset, offset=c.first_row,
                              limit=c.n_examples, max_new_tokens=c.cache_max_new_tokens)]
         # 1. target-near data
-        steps.append(self._eval("eval-teacher-train-greedy", "teacher", c.teacher, "train", "greedy", role="teacher"))
-        steps.append(verified_answers_step("verify-mbpp-answers", self.eval_dir("teacher", "train", "greedy"),
+        steps.append(self._eval("eval-teacher-train-greedy", "teacher", c.teacher, "train", "greedy", role="teacher",
+                                out=self.teacher_answers))
+        steps.append(verified_answers_step("verify-mbpp-answers", self.teacher_answers,
                                            self.mbpp_data, needs=("eval-teacher-train-greedy",)))
         steps.append(self._cache("cache-mbpp-train", self.mbpp_cache, dataset=str(self.mbpp_data), limit=None,
                                  responses_from="output", max_new_tokens=c.eval_max_new_tokens,
@@ -84,7 +103,34 @@ class GridV3:
             for model, path, role, needs in self._models():
                 steps.append(self._eval(f"eval-{model}-test-greedy", model, path, "test", "greedy", role=role,
                                         needs=needs))
-        return steps
+        return self._on_this_class(steps)
+
+    def evaluations_done(self) -> dict[tuple[str, str, str], dict[str, Path]]:
+        """(model, split, mode) -> {CPU class: folder} of every finished deciding or headline
+        evaluation, on whichever machine it ran (their records and folders are kept)."""
+        done: dict[tuple[str, str, str], dict[str, Path]] = {}
+        for path in sorted((self.root / "steps").glob("eval-*@*.json")):
+            match = EVAL_STEP.match(path.stem)
+            if not match or json.loads(path.read_text()).get("status") != "done":
+                continue
+            folder = self.eval_dir(match["model"], match["split"], match["mode"], match["cpu"])
+            if folder.is_dir():
+                done.setdefault((match["model"], match["split"], match["mode"]), {})[match["cpu"]] = folder
+        return done
+
+    def _on_this_class(self, steps: list[Step]) -> list[Step]:
+        """Leave out the evaluations made on another CPU class, except an original's where a model
+        compared with it is evaluated on this class."""
+        done = self.evaluations_done()
+
+        def elsewhere(step: Step) -> bool:
+            classes = done.get(_eval_key(step), {}) if step.meta.get("cpu_class") else {}
+            return bool(classes) and self.cpu not in classes
+
+        here = {(s.meta["split"], s.meta["mode"]) for s in steps
+                if s.meta.get("cpu_class") and s.meta["model"] not in ORIGINALS and not elsewhere(s)}
+        return [s for s in steps if not elsewhere(s)
+                or (s.meta["model"] in ORIGINALS and (s.meta["split"], s.meta["mode"]) in here)]
 
     def _models(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
         """(model, path, role, needs) of every model the plan scores, teacher first."""
@@ -129,14 +175,19 @@ class GridV3:
                            meta={"size": size}) for split in splits]
 
     def _eval(self, name: str, model: str, path: str, split: str, mode: str, *, role: str,
-              needs: tuple[str, ...] = (), meta: dict | None = None) -> Step:
+              needs: tuple[str, ...] = (), meta: dict | None = None, out: Path | None = None) -> Step:
+        """A deciding or headline evaluation on this machine's CPU class (`out`: a data-making one,
+        made once wherever it runs)."""
         c = self.config
+        if out is None:
+            name, out, meta = f"{name}@{self.cpu}", self.eval_dir(model, split, mode), {**(meta or {}),
+                                                                                       "cpu_class": self.cpu}
         sampled = mode == "sampled"
         options = dict(role=role, benchmarks=TEST if split == "test" else ("mbpp",), split=split,
                        backend=c.backend, limit=c.eval_limit or None, max_new_tokens=c.eval_max_new_tokens,
                        n_samples=c.eval_samples if sampled else 1, temperature=c.eval_temperature if sampled else 0.0,
                        seed=c.seed, trust_model_code=c.trust_model_code)
-        return eval_step(name, self.eval_dir(model, split, mode), path, models_dir=c.models_dir, needs=needs,
+        return eval_step(name, out, path, models_dir=c.models_dir, needs=needs,
                          meta={"model": model, "role": role, "mode": mode, **(meta or {})}, **options)
 
     def _cache(self, name: str, out: Path, *, needs: tuple[str, ...] = (), **options) -> Step:
@@ -146,5 +197,9 @@ class GridV3:
                           k=c.k, seed=c.seed, **options)
 
 
-def build_plan(config: GridV3Config) -> list[Step]:
-    return GridV3(config).steps()
+def build_plan(config: GridV3Config, cpu: str | None = None) -> list[Step]:
+    return GridV3(config, cpu).steps()
+
+
+def _eval_key(step: Step) -> tuple[str, str, str]:
+    return step.meta["model"], step.meta["split"], step.meta["mode"]

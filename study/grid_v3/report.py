@@ -4,9 +4,10 @@ every evaluation's per-task samples are exported beside it (samples/<model>/<spl
 
 Every comparison is paired over the tasks both models were scored on, on per-task pass rates of
 the sampled evaluations (study/engine/stats.compare_rates), pooled over the benchmarks both
-share (HumanEval, MBPP test, and MBPP train for a model never trained on it); a question over
-several arms decides on Holm-adjusted p; every "no" states the smallest difference it could
-have detected with 80% power.
+share (HumanEval, MBPP test, and MBPP train for a model never trained on it), and only between
+evaluations made on one CPU class (a pair scored on two classes waits, and the report says for
+what); a question over several arms decides on Holm-adjusted p; every "no" states the smallest
+difference it could have detected with 80% power.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from pathlib import Path
 
 from common.machine import describe as describe_machine
 from study.engine.results import heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates
-from study.engine.runner import read_record, step_state
+from study.engine.runner import step_state
 from study.engine.settings import split_list
 from study.engine.stats import compare_pooled, compare_rates, holm, paired_weighted_bootstrap
 from study.grid_v3.config import GridV3Config
-from study.grid_v3.plan import GridV3, build_plan
+from study.grid_v3.plan import ORIGINALS, GridV3
 
 ALPHA = 0.05
 BENCHMARKS = {"test": ("humaneval", "mbpp"), "train": ("mbpp",)}
@@ -27,27 +28,28 @@ BENCHMARKS = {"test": ("humaneval", "mbpp"), "train": ("mbpp",)}
 
 def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
     """Write report.md and report.json to out_dir; return the JSON."""
-    grid, steps = GridV3(config), build_plan(config)
+    grid = GridV3(config)
+    steps = grid.steps()
     states = {s.name: step_state(config.root, s) for s in steps}
-    rates, greedy = _scores(grid, steps, states)
+    scores = Scores.of(grid)
     arms = [s.meta["model"] for s in steps if s.kind == "train"]
     report = {
         "config": json.loads((config.root / "experiment.json").read_text()) if (config.root / "experiment.json")
         .exists() else None,
         "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),
                      "pending": [n for n, v in states.items() if v != "done"]},
-        "answers": [_beats_original(rates, arms), _target_near(rates), _pruned_recovery(grid, rates, config),
-                    _losses_front(grid, rates, config)],
-        "table": _table(rates, greedy),
+        "answers": [_beats_original(scores, arms), _target_near(scores), _pruned_recovery(grid, scores, config),
+                    _losses_front(grid, scores, config)],
+        "table": _table(scores),
         "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
                      and (f := heldout_fidelity(grid.run_dir(arm)))},
         "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
-        "machines": _machines(config.root, steps),
+        "machines": _machines(config.root),
     }
+    report["unpaired"] = scores.unpaired
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report["samples"] = _export_samples([s for s in steps if s.kind == "eval" and states[s.name] == "done"],
-                                        out_dir / "samples")
+    report["samples"] = _export_samples(grid, out_dir / "samples")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(markdown(report))
     return report
@@ -58,31 +60,49 @@ def original_of(arm: str) -> str:
 
 
 # ---- what was scored ----
-def _scores(grid: GridV3, steps, states) -> tuple[dict, dict]:
-    """{model: {benchmark: {task: rate}}} of the sampled evaluations done, and the same of the
-    greedy ones (benchmark "mbpp_train" for MBPP's train split)."""
-    sampled, greedy = {}, {}
-    for step in steps:
-        if step.kind != "eval" or states[step.name] != "done":
-            continue
-        model, mode, split = step.meta["model"], step.meta["mode"], step.meta["split"]
-        into = sampled if mode == "sampled" else greedy
-        for benchmark in BENCHMARKS[split]:
-            name = "mbpp_train" if split == "train" else benchmark
-            into.setdefault(model, {})[name] = load_pass_rates(step.output, benchmark)
-    return sampled, greedy
+class Scores:
+    """Per-task pass rates of every finished evaluation, {CPU class: {model: {benchmark: {task:
+    rate}}}} (benchmark "mbpp_train" for MBPP's train split), sampled and greedy apart; a
+    comparison pairs two models within one class, and remembers the pairs it could not."""
 
+    def __init__(self, sampled: dict, greedy: dict):
+        self.sampled, self.greedy = sampled, greedy
+        self.unpaired: list[dict] = []
 
-def _compare(rates: dict, a: str, b: str, benchmarks: tuple[str, ...] | None = None) -> dict | None:
-    """a against b, pooled over the benchmarks both hold (or those named, where both hold them)."""
-    if a not in rates or b not in rates:
-        return None
-    shared = [x for x in rates[a] if x in rates[b] and (benchmarks is None or x in benchmarks)]
-    if not shared:
-        return None
-    found = compare_pooled(rates[a], rates[b], benchmarks=tuple(shared), names=(a, b), test=compare_rates)
-    return {"a": a, "b": b, "benchmarks": shared, **_brief(found["pooled"]),
-            "per_benchmark": {x: _brief(r) for x, r in found["per_benchmark"].items()}}
+    @classmethod
+    def of(cls, grid: GridV3) -> "Scores":
+        rates: dict = {"sampled": {}, "greedy": {}}
+        for (model, split, mode), folders in grid.evaluations_done().items():
+            for cpu, folder in folders.items():
+                for benchmark in BENCHMARKS[split]:
+                    name = "mbpp_train" if split == "train" else benchmark
+                    rates[mode].setdefault(cpu, {}).setdefault(model, {})[name] = load_pass_rates(folder, benchmark)
+        return cls(rates["sampled"], rates["greedy"])
+
+    def compare(self, a: str, b: str, benchmarks: tuple[str, ...] | None = None) -> dict | None:
+        """a against b (sampled), pooled over the benchmarks both hold on the CPU class where they
+        share the most (or those named); None where either is not scored yet or the two were
+        scored on different classes only (then noted in `unpaired`)."""
+        found = {}
+        for cpu, models in sorted(self.sampled.items()):
+            if a in models and b in models:
+                found[cpu] = [x for x in models[a] if x in models[b] and (benchmarks is None or x in benchmarks)]
+        cpu = max(found, key=lambda c: len(found[c]), default=None)
+        if cpu is None or not found[cpu]:
+            self._note_unpaired(a, b)
+            return None
+        shared = found[cpu]
+        rates = self.sampled[cpu]
+        result = compare_pooled(rates[a], rates[b], benchmarks=tuple(shared), names=(a, b), test=compare_rates)
+        return {"a": a, "b": b, "cpu_class": cpu, "benchmarks": shared, **_brief(result["pooled"]),
+                "per_benchmark": {x: _brief(r) for x, r in result["per_benchmark"].items()}}
+
+    def _note_unpaired(self, a: str, b: str) -> None:
+        where = {m: sorted(c for c, models in self.sampled.items() if m in models) for m in (a, b)}
+        if where[a] and where[b] and not any(u["a"] == a and u["b"] == b for u in self.unpaired):
+            self.unpaired.append({"a": a, "b": b, "a_on": where[a], "b_on": where[b],
+                                  "waits_for": f"{b if b in ORIGINALS else a} evaluated on "
+                                               f"{(where[a] if b in ORIGINALS else where[b])[0]}"})
 
 
 def _brief(result: dict) -> dict:
@@ -102,9 +122,9 @@ def _no(result: dict) -> str:
 
 
 # ---- the answers ----
-def _beats_original(rates: dict, arms: list[str]) -> dict:
+def _beats_original(scores: Scores, arms: list[str]) -> dict:
     question = "Does any distilled student beat its original significantly (pooled, Holm-adjusted over the arms)?"
-    found = {arm: r for arm in arms if (r := _compare(rates, arm, original_of(arm)))}
+    found = {arm: r for arm in arms if (r := scores.compare(arm, original_of(arm)))}
     if not found:
         return {"question": question, "open": True, "answer": "not yet: no distilled student and its original "
                                                                 "are both scored", "comparisons": []}
@@ -123,11 +143,11 @@ def _beats_original(rates: dict, arms: list[str]) -> dict:
             "comparisons": list(found.values())}
 
 
-def _target_near(rates: dict) -> dict:
+def _target_near(scores: Scores) -> dict:
     question = ("Does target-near data (the teacher's verified MBPP-train answers) do what CodeAlpaca does "
                 "not? (AKD on the mix and on MBPP train alone, against AKD on CodeAlpaca, on HumanEval and "
                 "MBPP test)")
-    pairs = [r for a in ("akd-mix", "akd-mbpp") if (r := _compare(rates, a, "akd", BENCHMARKS["test"]))]
+    pairs = [r for a in ("akd-mix", "akd-mbpp") if (r := scores.compare(a, "akd", BENCHMARKS["test"]))]
     if not pairs:
         return {"question": question, "open": True, "answer": "not yet", "comparisons": []}
     lines = []
@@ -138,13 +158,13 @@ def _target_near(rates: dict) -> dict:
     return {"question": question, "open": len(pairs) < 2, "answer": "; ".join(lines), "comparisons": pairs}
 
 
-def _pruned_recovery(grid: GridV3, rates: dict, config: GridV3Config) -> dict:
+def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config) -> dict:
     question = ("How much of the pruned student's loss does distillation recover per million training tokens, "
                 "and with which loss?")
     rows = []
     for loss in split_list(config.small_losses):
         arm = f"small-{loss}"
-        result = _compare(rates, arm, "small")
+        result = scores.compare(arm, "small")
         curve = heldout_curve(grid.run_dir(arm))
         if result is None or not curve:
             continue
@@ -163,7 +183,7 @@ def _pruned_recovery(grid: GridV3, rates: dict, config: GridV3Config) -> dict:
             "rows": rows}
 
 
-def _losses_front(grid: GridV3, rates: dict, config: GridV3Config) -> dict:
+def _losses_front(grid: GridV3, scores: Scores, config: GridV3Config) -> dict:
     question = ("Is AKD on the FKL/RKL front (no worse than KD on held-out FKL and than RKD on RKL), and does it "
                 "beat KD and RKD at pass@1?")
     sizes = {"small": ("small-akd", "small-fkl", "small-rkl"), "full": ("akd", "fkl", "rkl")}
@@ -175,7 +195,7 @@ def _losses_front(grid: GridV3, rates: dict, config: GridV3Config) -> dict:
         fkl = _heldout_difference(seqs[akd], seqs[kd], "fkl")
         rkl = _heldout_difference(seqs[akd], seqs[rkd], "rkl")
         on_front = fkl["ci_low"] <= 0 and rkl["ci_low"] <= 0  # not significantly worse on either
-        pass_at_1 = [r for other in (kd, rkd) if (r := _compare(rates, akd, other))]
+        pass_at_1 = [r for other in (kd, rkd) if (r := scores.compare(akd, other))]
         found[size] = {"fkl_vs_kd": fkl, "rkl_vs_rkd": rkl, "on_front": on_front, "pass@1": pass_at_1}
         parts.append(f"{size}: {'on' if on_front else 'off'} the front: held-out FKL AKD - KD {_nats(fkl)}, RKL "
                      f"AKD - RKD {_nats(rkl)} over {fkl['n_sequences']} sequences"
@@ -198,36 +218,41 @@ def _nats(result: dict) -> str:
 
 
 # ---- the tables ----
-def _table(sampled: dict, greedy: dict) -> list[dict]:
+def _table(scores: Scores) -> list[dict]:
+    """One row per model and CPU class it was scored on."""
     def mean(rates: dict) -> float:
         return sum(rates.values()) / len(rates)
 
-    models = list(dict.fromkeys([*sampled, *greedy]))
-    return [{"model": m, "sampled": {b: mean(r) for b, r in sampled.get(m, {}).items()},
-             "greedy": {b: mean(r) for b, r in greedy.get(m, {}).items()},
-             "tasks": {b: len(r) for b, r in sampled.get(m, {}).items()}} for m in models]
+    rows = []
+    for cpu in sorted({*scores.sampled, *scores.greedy}):
+        sampled, greedy = scores.sampled.get(cpu, {}), scores.greedy.get(cpu, {})
+        rows += [{"model": m, "cpu_class": cpu, "sampled": {b: mean(r) for b, r in sampled.get(m, {}).items()},
+                  "greedy": {b: mean(r) for b, r in greedy.get(m, {}).items()},
+                  "tasks": {b: len(r) for b, r in sampled.get(m, {}).items()}}
+                 for m in dict.fromkeys([*sampled, *greedy])]
+    return rows
 
 
-def _export_samples(evals, out_dir: Path) -> dict[str, list[str]]:
-    """`akd eval-export` of every evaluation done: samples/<model>/<split>-<mode>/<benchmark>[_split].jsonl.gz,
-    per task and sample the solution as it ran and its verdict (re-scorable elsewhere)."""
+def _export_samples(grid: GridV3, out_dir: Path) -> dict[str, list[str]]:
+    """`akd eval-export` of every evaluation done: samples/<cpu class>/<model>/<split>-<mode>/
+    <benchmark>[_split].jsonl.gz, per task and sample the solution as it ran and its verdict
+    (re-scorable elsewhere)."""
     from stages.evaluate.export import export_samples
 
     written = {}
-    for step in evals:
-        folder = f"{step.meta['model']}/{step.output.name}"
-        written[folder] = sorted(export_samples(step.output, out_dir / folder)["files"])
-    return written
+    for (model, split, mode), folders in grid.evaluations_done().items():
+        for cpu, folder in folders.items():
+            name = f"{cpu}/{model}/{split}-{mode}"
+            written[name] = sorted(export_samples(folder, out_dir / name)["files"])
+    return dict(sorted(written.items()))
 
 
-def _machines(root: Path, steps) -> list[dict]:
-    rows = []
-    for step in steps:
-        record = read_record(root, step.name)
-        if record and record.get("status") == "done":
-            rows.append({"step": step.name, "wall_s": record.get("wall_s"),
-                         "machine": describe_machine(record["machine"]) if record.get("machine") else None})
-    return rows
+def _machines(root: Path) -> list[dict]:
+    """Every finished step, in the order they finished, with the machine that ran it."""
+    records = [json.loads(p.read_text()) for p in (Path(root) / "steps").glob("*.json")]
+    return [{"step": r["name"], "wall_s": r.get("wall_s"),
+             "machine": describe_machine(r["machine"]) if r.get("machine") else None}
+            for r in sorted(records, key=lambda r: r.get("finished") or "") if r.get("status") == "done"]
 
 
 def _read(path: Path):
@@ -241,11 +266,15 @@ def markdown(report: dict) -> str:
         lines += [f"Partial report: {progress['done']} of {progress['steps']} steps done; the answers marked "
                   "(open) wait for steps still pending.", ""]
     lines += [f"- **{a['question']}** {a['answer']}{' (open)' if a['open'] else ''}" for a in report["answers"]]
+    for u in report["unpaired"]:
+        lines.append(f"- {u['a']} (scored on {', '.join(u['a_on'])}) and {u['b']} (on {', '.join(u['b_on'])}) "
+                     f"do not pair: evaluations pair only within one CPU class; waits for {u['waits_for']}.")
     lines += ["", "## Pass@1 (sampled: mean per-task rate; greedy: the headline)", "",
-              "| model | HumanEval | MBPP test | MBPP train | greedy HumanEval | greedy MBPP test |", "|---|---|---|---|---|---|"]
+              "| model | CPU class | HumanEval | MBPP test | MBPP train | greedy HumanEval | greedy MBPP test |",
+              "|---|---|---|---|---|---|---|"]
     for row in report["table"]:
         s, g = row["sampled"], row["greedy"]
-        cells = [_pct(s.get("humaneval")), _pct(s.get("mbpp")), _pct(s.get("mbpp_train")),
+        cells = [row["cpu_class"], _pct(s.get("humaneval")), _pct(s.get("mbpp")), _pct(s.get("mbpp_train")),
                  _pct(g.get("humaneval")), _pct(g.get("mbpp"))]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
     if report["mbpp_answers"]:
