@@ -189,6 +189,8 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert (results / "samples" / here / "small-akd" / "train-sampled" / "samples.json").exists()
     markdown = (results / "report.md").read_text()
     assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown
+    assert report["figure"] == "recovery.png" and (results / "recovery.png").stat().st_size > 10_000
+    assert "](recovery.png)" in markdown
 
 
 def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answers(tmp_path):

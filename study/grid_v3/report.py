@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from common.machine import describe as describe_machine
+from study.engine.chart import recovery_chart
 from study.engine.results import heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates
 from study.engine.runner import step_state
 from study.engine.settings import split_list
@@ -23,6 +24,7 @@ from study.grid_v3.config import GridV3Config
 from study.grid_v3.plan import ORIGINALS, GridV3
 
 ALPHA = 0.05
+FIGURE = "recovery.png"
 BENCHMARKS = {"test": ("humaneval", "mbpp"), "train": ("mbpp",)}
 
 
@@ -50,6 +52,10 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     report["samples"] = _export_samples(grid, out_dir / "samples")
+    recovery = report["answers"][2].get("rows", [])
+    if recovery or report["fidelity"]:
+        recovery_chart(recovery, report["fidelity"], out_dir / FIGURE)
+        report["figure"] = FIGURE
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out_dir / "report.md").write_text(markdown(report))
     return report
@@ -269,6 +275,8 @@ def markdown(report: dict) -> str:
     for u in report["unpaired"]:
         lines.append(f"- {u['a']} (scored on {', '.join(u['a_on'])}) and {u['b']} (on {', '.join(u['b_on'])}) "
                      f"do not pair: evaluations pair only within one CPU class; waits for {u['waits_for']}.")
+    if report.get("figure"):
+        lines += ["", f"![the pruned student's recovery, and every run on the FKL/RKL plane]({report['figure']})"]
     lines += ["", "## Pass@1 (sampled: mean per-task rate; greedy: the headline)", "",
               "| model | CPU class | HumanEval | MBPP test | MBPP train | greedy HumanEval | greedy MBPP test |",
               "|---|---|---|---|---|---|---|"]
