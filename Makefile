@@ -49,9 +49,7 @@ RUNS_DIR    ?= runs/$(notdir $(CACHE))
 # vLLM on a CPU: use both cores. Every command starts through inference/allocator.py, which
 # preloads tcmalloc (the `allocator` target installs it when root) or else raises glibc's
 # mmap/trim thresholds: training and vLLM-CPU are much faster for it (README).
-RUN_ENV     := VLLM_CPU_NUM_OF_RESERVED_CPU=$${VLLM_CPU_NUM_OF_RESERVED_CPU:-0} \
-               VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-4} \
-               HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
+RUN_ENV     := HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(PY) -m inference.allocator exec --
 
 .PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-v3 experiment-v3-status experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv

@@ -13,8 +13,11 @@ from .allocator import allocator_env, find_tcmalloc
 CPU_DEFAULTS = {
     # vLLM keeps one of the cores for itself otherwise: half the speed on a 2-core machine.
     "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    # KV cache in GiB; vLLM's default takes a share of the whole NUMA node.
-    "VLLM_CPU_KVCACHE_SPACE": "2",
+    # KV cache in GiB; vLLM's default takes a share of the whole NUMA node. A decode step keeps a
+    # CPU busier the more sequences it holds (on 2 AVX2 cores the 1.5B teacher ran at 74% of the
+    # matmul peak with 16 prompts in flight, 88% with 64; benchmarks/bench_engine.py): 4 GiB
+    # holds ~120 of the teacher's 600-token sequences in float32 (57 KB a token), 2 GiB half.
+    "VLLM_CPU_KVCACHE_SPACE": "4",
     # vLLM gives one engine step 300 s and an engine's start 600 s, then kills the engine. On a
     # 2-core AVX2-only CPU the 1.5B teacher's start (a profiling forward of a full batch of
     # tokens) took 538 s and a step prefilling 64 prompts passed 300 s: the engine died 64

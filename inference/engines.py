@@ -32,12 +32,13 @@ def load_engine(model: str, *, backend: str = "vllm", max_model_len: int = 4096,
                 tensor_parallel_size: int = 1, dtype: str = "auto", max_logprobs: int = 0,
                 seed: int = 0, batch_size: int = 8, revision: str | None = None,
                 gpu_memory_utilization: float | None = None,
-                enforce_eager: bool = False) -> Engine:
+                enforce_eager: bool | None = None) -> Engine:
     """An Engine for `model` (a local folder or Hub id).
 
     vLLM: `seed` seeds the engine, `gpu_memory_utilization` defaults to 0.3 on a CPU and
     0.85 on a GPU. HF: `batch_size` prompts per generate call; tensor parallelism is vLLM's.
-    `dtype`: as compute_dtype resolves it.
+    `dtype`: as compute_dtype resolves it. `enforce_eager`: default eager on a CPU, compiled on
+    a GPU (vllm_engine.py says why).
     """
     dtype = compute_dtype(backend, dtype)
     if backend == "vllm":

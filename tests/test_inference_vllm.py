@@ -147,3 +147,10 @@ def test_vllm_seeded_sampling_survives_prompts_that_fill_many_steps(engines, pro
     assert len(out) == 64 and all(len(samples[0].token_ids) >= 1 for samples in out)
     alone = vllm.generate(long_prompts[63:], spec, seeds=[63])
     assert out[63][0].token_ids == alone[0][0].token_ids
+
+
+def test_vllm_runs_eager_on_a_cpu(engines):
+    """A compiled CPU engine compiles and warms up at every start for no decode speed
+    (benchmarks/bench_engine.py): akd's CPU engines run eager unless asked otherwise."""
+    config = engines[0]._llm.llm_engine.vllm_config
+    assert config.model_config.enforce_eager is True
