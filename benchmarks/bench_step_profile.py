@@ -73,7 +73,7 @@ def matmul_peak(dtype: torch.dtype, tokens: int, chunk: int, flops: dict, repeat
         torch.mm(a, b)
         best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
         rates[name] = 2 * m * k * n / best / 1e9
-    h, mlp, layers = QWEN_05B["hidden_size"], QWEN_05B["intermediate_size"], flops["layers"]
+    h, mlp = QWEN_05B["hidden_size"], QWEN_05B["intermediate_size"]
     kv = shapes["k_v"][2]
     work = {"q_o": 2 * h * h, "k_v": 2 * h * kv, "mlp_up": 2 * h * mlp, "mlp_down": h * mlp}  # per token, per layer
     body = sum(work.values())
