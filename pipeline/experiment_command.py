@@ -128,15 +128,23 @@ def v3_run_command(only, **options):
 @click.option("--keep-dir", default=GridV3Config.keep_dir, show_default=True,
               help="What earlier machines kept, copied into --out-dir first where missing (empty: nothing).")
 def v3_status_command(out_dir, keep_dir):
-    """Which steps of grid v3 are done, running, failed or pending."""
+    """Which steps of grid v3 are done, running, failed or pending on this machine's CPU class,
+    and which evaluations were made on another class."""
     from study.grid_v3.config import load_config as load_v3
-    from study.grid_v3.plan import build_plan
+    from study.grid_v3.plan import GridV3
     from study.grid_v3.run import restore_grid_v3
 
     if keep_dir:
         restore_grid_v3(Path(keep_dir), Path(out_dir))
-    config = load_v3(out_dir)
-    echo_step_table(config.root, build_plan(config))
+    grid = GridV3(load_v3(out_dir))
+    steps = grid.steps()
+    echo_step_table(grid.root, steps)
+    here = {s.name for s in steps}
+    elsewhere = [f"eval-{model}-{split}-{mode}@{cpu}" for (model, split, mode), folders
+                 in grid.evaluations_done().items() for cpu in folders if cpu != grid.cpu]
+    if elsewhere:
+        click.echo(f"evaluated on another CPU class (this one: {grid.cpu}; pairs form within a class): "
+                   + ", ".join(sorted(set(elsewhere) - here)))
 
 
 @v3_group.command("keep")

@@ -83,7 +83,7 @@ def _done_elsewhere(root: Path, steps) -> None:
         step.output.mkdir(parents=True, exist_ok=True)
 
 
-def test_a_model_is_evaluated_once_and_an_original_again_where_its_comparisons_are(tmp_path):
+def test_a_model_is_evaluated_once_and_an_original_again_where_its_comparisons_are(tmp_path, monkeypatch):
     config = GridV3Config(out_dir=str(tmp_path), greedy_headline=False)
     on_avx512 = {s.name: s for s in build_plan(config, CPU)}
     _done_elsewhere(tmp_path, [on_avx512[f"eval-{m}-test-sampled@{CPU}"] for m in ("student", "akd-mix")])
@@ -91,6 +91,20 @@ def test_a_model_is_evaluated_once_and_an_original_again_where_its_comparisons_a
     assert "eval-akd-mix-test-sampled@amx" not in here  # done, on the other class
     assert "eval-akd-mbpp-test-sampled@amx" in here  # not evaluated anywhere yet: here
     assert "eval-student-test-sampled@amx" in here  # so the original it pairs with is evaluated here again
+
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    import study.grid_v3.plan as plan
+
+    monkeypatch.setattr(plan, "cpu_class", lambda facts: "amx")  # status run on an AMX machine
+    (tmp_path / "experiment.json").write_text(json.dumps({"out_dir": str(tmp_path), "greedy_headline": False}))
+    shown = CliRunner().invoke(main, ["experiment", "v3", "status", "--out-dir", str(tmp_path), "--keep-dir", ""])
+    assert shown.exit_code == 0, shown.output
+    assert "pending  eval-student-test-sampled@amx" in shown.output
+    assert shown.output.strip().splitlines()[-1] == ("evaluated on another CPU class (this one: amx; pairs form "
+                                                     f"within a class): eval-akd-mix-test-sampled@{CPU}, eval-student-test-sampled@{CPU}")
 
     every_test = [s for s in on_avx512.values() if s.kind == "eval" and s.meta.get("cpu_class")
                   and s.meta["split"] == "test"]
