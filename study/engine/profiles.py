@@ -53,9 +53,23 @@ def load_profile(cls: str | None = None) -> Profile:
             continue
         mine_value, mine_basis = mine
         if isinstance(value, dict):  # per-model figures: the class's where measured
-            mine_value = {**value, **mine_value}
+            mine_value, mine_basis = _fill_models(value, mine_value, mine_basis)
         figures[name], sources[name] = mine_value, f"{cls}: {mine_basis}"
     return Profile(cls, figures, sources)
+
+
+def _fill_models(reference: dict, mine: dict, basis: str) -> tuple[dict, str]:
+    """A per-model figure this class measured for some models only: the others are the reference's
+    scaled by the ratio this class measured (a 2-core AVX2 CPU is slower for every model, not just
+    the one measured), and the basis says so."""
+    missing = [model for model in reference if model not in mine]
+    if not missing:
+        return mine, basis
+    ratios = [mine[m] / reference[m] for m in mine if reference.get(m)]
+    scale = sum(ratios) / len(ratios) if ratios else 1.0
+    filled = {m: round(reference[m] * scale, 3) for m in missing}
+    return {**filled, **mine}, (f"{basis}; {', '.join(missing)} not measured here: {REFERENCE_CLASS}'s x "
+                                f"{scale:.3g}, the ratio measured for {', '.join(mine)}")
 
 
 def _read(cls: str) -> dict:
