@@ -91,6 +91,8 @@ def test_a_model_is_evaluated_once_and_an_original_again_where_its_comparisons_a
     assert "eval-akd-mix-test-sampled@amx" not in here  # done, on the other class
     assert "eval-akd-mbpp-test-sampled@amx" in here  # not evaluated anywhere yet: here
     assert "eval-student-test-sampled@amx" in here  # so the original it pairs with is evaluated here again
+    small_only = [s for s in on_avx512.values() if s.kind == "eval" and s.meta.get("cpu_class")
+                  and s.meta["split"] == "test" and not s.meta["model"].startswith("small")]
 
     from click.testing import CliRunner
 
@@ -103,8 +105,14 @@ def test_a_model_is_evaluated_once_and_an_original_again_where_its_comparisons_a
     shown = CliRunner().invoke(main, ["experiment", "v3", "status", "--out-dir", str(tmp_path), "--keep-dir", ""])
     assert shown.exit_code == 0, shown.output
     assert "pending  eval-student-test-sampled@amx" in shown.output
-    assert shown.output.strip().splitlines()[-1] == ("evaluated on another CPU class (this one: amx; pairs form "
-                                                     f"within a class): eval-akd-mix-test-sampled@{CPU}, eval-student-test-sampled@{CPU}")
+    assert shown.output.strip().splitlines()[-1] == (
+        "evaluated on another CPU class (this one: amx; pairs form within a class): "
+        f"eval-akd-mix-test-sampled@{CPU}, eval-student-test-sampled@{CPU}")
+
+    _done_elsewhere(tmp_path, small_only)  # every test evaluation but the pruned student's and its arms'
+    here = [s.name for s in build_plan(config, "amx")]
+    assert "eval-small-akd-test-sampled@amx" in here and "eval-small-test-sampled@amx" in here
+    assert "eval-student-test-sampled@amx" not in here  # no full-size model left to pair with it here
 
     every_test = [s for s in on_avx512.values() if s.kind == "eval" and s.meta.get("cpu_class")
                   and s.meta["split"] == "test"]

@@ -127,10 +127,12 @@ class GridV3:
             classes = done.get(_eval_key(step), {}) if step.meta.get("cpu_class") else {}
             return bool(classes) and self.cpu not in classes
 
-        here = {(s.meta["split"], s.meta["mode"]) for s in steps
+        def compared(step: Step) -> tuple[str, str, str]:  # small-* arms pair with `small`, the rest with `student`
+            return _size(step.meta["model"]), step.meta["split"], step.meta["mode"]
+
+        here = {compared(s) for s in steps
                 if s.meta.get("cpu_class") and s.meta["model"] not in ORIGINALS and not elsewhere(s)}
-        return [s for s in steps if not elsewhere(s)
-                or (s.meta["model"] in ORIGINALS and (s.meta["split"], s.meta["mode"]) in here)]
+        return [s for s in steps if not elsewhere(s) or (s.meta["model"] in ORIGINALS and compared(s) in here)]
 
     def _models(self) -> list[tuple[str, str, str, tuple[str, ...]]]:
         """(model, path, role, needs) of every model the plan scores, teacher first."""
@@ -199,6 +201,10 @@ class GridV3:
 
 def build_plan(config: GridV3Config, cpu: str | None = None) -> list[Step]:
     return GridV3(config, cpu).steps()
+
+
+def _size(model: str) -> str:
+    return "small" if model == "small" or model.startswith("small-") else "full"
 
 
 def _eval_key(step: Step) -> tuple[str, str, str]:
