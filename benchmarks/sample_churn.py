@@ -53,11 +53,11 @@ def main(a_folder: Path, b_folder: Path, out: Path | None) -> None:
     per_file = {name: churn(a[name], b[name]) for name in sorted(set(a) & set(b))}
     if not per_file:
         raise SystemExit(f"{a_folder} and {b_folder} share no benchmark file")
-    pooled_a = {(name, *key): row for name in per_file for key, row in a[name].items()}
-    pooled_b = {(name, *key): row for name in per_file for key, row in b[name].items()}
+    def pooled(rows: dict) -> dict:  # every file's rows in one set, task ids prefixed by their file
+        return {(f"{name}/{task}", i): row for name in per_file for (task, i), row in rows[name].items()}
+
     record = {"a": str(a_folder), "b": str(b_folder), "per_benchmark": per_file,
-              "pooled": churn({(n + "/" + t, i): r for (n, t, i), r in pooled_a.items()},
-                              {(n + "/" + t, i): r for (n, t, i), r in pooled_b.items()})}
+              "pooled": churn(pooled(a), pooled(b))}
     for name, row in [*per_file.items(), ("pooled", record["pooled"])]:
         flips = row["only_a_passes"] + row["only_b_passes"]
         print(f"{name}: {row['samples']} answers, {row['identical_solutions']} identical "

@@ -131,7 +131,7 @@ def v3_status_command(out_dir, keep_dir):
     """Which steps of grid v3 are done, running, failed or pending on this machine's CPU class,
     and which evaluations were made on another class."""
     from study.grid_v3.config import load_config as load_v3
-    from study.grid_v3.plan import GridV3
+    from study.grid_v3.plan import GridV3, eval_name
     from study.grid_v3.run import restore_grid_v3
 
     if keep_dir:
@@ -139,12 +139,11 @@ def v3_status_command(out_dir, keep_dir):
     grid = GridV3(load_v3(out_dir))
     steps = grid.steps()
     echo_step_table(grid.root, steps)
-    here = {s.name for s in steps}
-    elsewhere = [f"eval-{model}-{split}-{mode}@{cpu}" for (model, split, mode), folders
-                 in grid.evaluations_done().items() for cpu in folders if cpu != grid.cpu]
+    elsewhere = sorted(eval_name(*key, cpu) for key, folders in grid.evaluations_done().items()
+                       for cpu in folders if cpu != grid.cpu)
     if elsewhere:
         click.echo(f"evaluated on another CPU class (this one: {grid.cpu}; pairs form within a class): "
-                   + ", ".join(sorted(set(elsewhere) - here)))
+                   + ", ".join(elsewhere))
 
 
 @v3_group.command("keep")

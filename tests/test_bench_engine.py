@@ -1,5 +1,5 @@
 """The engine benchmark's arithmetic (benchmarks/bench_engine.py): a call's share of the peak is
-only as true as the FLOPs it counts, which must be the model's own matrices."""
+only as true as the FLOPs it counts, which must be the model's own matrices; and sample_churn's counts."""
 import json
 import sys
 from pathlib import Path
@@ -43,3 +43,17 @@ def test_shape_reads_an_explicit_head_dim(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "head_dim": 32}))
     assert shape_of(tmp_path)["head_dim"] == 32
+
+
+def test_sample_churn_counts_identical_answers_and_flips_each_way():
+    from sample_churn import churn
+
+    def rows(*answers):
+        return {(f"T/{i}", 0): {"solution": text, "passed": passed} for i, (text, passed) in enumerate(answers)}
+
+    a = rows(("x", True), ("y", True), ("z", False), ("w", False))
+    b = rows(("x", True), ("y2", False), ("z2", True), ("w", False))
+    found = churn(a, {**b, ("T/9", 0): {"solution": "only in b", "passed": True}})
+    assert found["samples"] == 4 and found["identical_solutions"] == 2  # the unshared row is left out
+    assert (found["pass_a"], found["pass_b"], found["only_a_passes"], found["only_b_passes"]) == (2, 2, 1, 1)
+    assert found["mcnemar_p"] == 1.0

@@ -182,8 +182,8 @@ class GridV3:
         made once wherever it runs)."""
         c = self.config
         if out is None:
-            name, out, meta = f"{name}@{self.cpu}", self.eval_dir(model, split, mode), {**(meta or {}),
-                                                                                       "cpu_class": self.cpu}
+            name, out = eval_name(model, split, mode, self.cpu), self.eval_dir(model, split, mode)
+            meta = {**(meta or {}), "cpu_class": self.cpu}
         sampled = mode == "sampled"
         options = dict(role=role, benchmarks=TEST if split == "test" else ("mbpp",), split=split,
                        backend=c.backend, limit=c.eval_limit or None, max_new_tokens=c.eval_max_new_tokens,
@@ -201,6 +201,11 @@ class GridV3:
 
 def build_plan(config: GridV3Config, cpu: str | None = None) -> list[Step]:
     return GridV3(config, cpu).steps()
+
+
+def eval_name(model: str, split: str, mode: str, cpu: str) -> str:
+    """A deciding or headline evaluation's step name (EVAL_STEP reads it back)."""
+    return f"eval-{model}-{split}-{mode}@{cpu}"
 
 
 def _size(model: str) -> str:

@@ -1,6 +1,6 @@
 """Grid v3's report: its questions answered first, from whatever steps are done (a partial report
 says which comparisons still wait), then the table of scores and which machine ran each step;
-every evaluation's per-task samples are exported beside it (samples/<model>/<split>-<mode>/).
+every evaluation's per-task samples are exported beside it (samples/<cpu class>/<model>/<split>-<mode>/).
 
 Every comparison is paired over the tasks both models were scored on, on per-task pass rates of
 the sampled evaluations (study/engine/stats.compare_rates), pooled over the benchmarks both
