@@ -60,6 +60,16 @@ def shape_of(model: Path) -> dict:
             "vocab": cfg["vocab_size"]}
 
 
+def engine_dtype(model: Path, requested: str) -> str:
+    """The dtype the engine computes in: `auto` (a CPU that computes bf16) is the model's own
+    config dtype, which vLLM then takes (float16 runs as bfloat16 on a CPU)."""
+    if requested != "auto":
+        return requested
+    cfg = json.loads((Path(model) / "config.json").read_text())
+    dtype = cfg.get("dtype") or cfg.get("torch_dtype") or "float32"
+    return "bfloat16" if dtype == "float16" else dtype
+
+
 def call_flops(shape: dict, prompt_lengths: list[int], new_tokens: int) -> float:
     """FLOPs of generating `new_tokens` after each prompt: every prompt token and every generated
     token but the last passes the layers once; the LM head runs once per generated token (vLLM
@@ -163,7 +173,9 @@ def run_one(model: str, mode: str, batches: list[int], new_tokens: int, k: int) 
     try:
         tasks = load_tasks("humaneval", limit=max(batches))
         prompts = [prompt_ids(engine, build_prompt(task, "instruct")) for task in tasks]
-        engine.generate(prompts[:1], SamplingSpec(max_new_tokens=8, ignore_eos=True))  # warm-up
+        # warm-up of both paths timed (a compiled engine may trace the log-prob path anew)
+        engine.generate(prompts[:1], SamplingSpec(max_new_tokens=8, ignore_eos=True))
+        engine.generate(prompts[:1], SamplingSpec(max_new_tokens=8, ignore_eos=True, logprobs=k))
         calls = {f"decode@{b}": timed_call(engine, prompts[:b], SamplingSpec(max_new_tokens=new_tokens,
                                                                                ignore_eos=True))
                  for b in batches}
@@ -223,10 +235,11 @@ def main(one, mode, which, modes, batches, new_tokens, k, out):
         models = {"tiny": tiny_model(Path(tempfile.mkdtemp()) / "tiny")}
     from inference import compute_dtype
 
-    dtype = compute_dtype("vllm", "auto")
+    requested = compute_dtype("vllm", "auto")
     results = {}
     for name, model in models.items():
         shape = shape_of(model)
+        dtype = engine_dtype(model, requested)
         peak = matmul_peak(shape, dtype, batch_sizes)
         print(f"{name}: {dtype} matmul GFLOP/s at its shapes: {peak['gflops_by_shape']}", flush=True)
         runs = {}

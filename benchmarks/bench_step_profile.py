@@ -2,14 +2,15 @@
 
 One AKD step of a random-weight student of Qwen2.5-Coder-0.5B's shape (all 24 layers by default,
 hidden 896, MLP 4,864, vocabulary 151,936; float32 master weights, fused AdamW, matmuls in the
-precision `akd distill --precision auto` picks here) on one micro-batch of the default's size
-(`--tokens`, two rows). Three things are measured in the same run:
+precision `akd distill --precision auto` picks here) on micro-batches of the default's size
+(`--tokens`, two rows), one optimizer step per `--grad-accum` micro-batches: the README default's
+(1) and grid v3's (2) by default. Three things are measured in the same run:
 
 - the machine's own matmul rate at the model's shapes (q/o, k/v, MLP up and down, the LM head
   over a loss chunk), in the step's matmul dtype: the best of several timed torch.mm calls each,
   and their mix weighted by the step's FLOPs (the peak the step is measured against);
-- the step's wall time (median of `--repeats` after a warm-up) and its share of that peak,
-  from the step's analytic FLOPs (6 x tokens x non-embedding parameters, the LM head over the
+- the step's wall time per micro-batch (median of `--repeats` optimizer steps after a warm-up,
+  for each accumulation) and its share of that peak, from the step's analytic FLOPs (6 x tokens x non-embedding parameters, the LM head over the
   response positions, attention);
 - a breakdown of one profiled step (torch.profiler, self CPU time by op) into matmuls,
   attention, the loss's vocabulary work, the optimizer, dtype casts and copies, and the rest.
@@ -46,6 +47,7 @@ from stages.distill import DistillConfig  # noqa: E402
 from stages.distill.losses import LossConfig  # noqa: E402
 from stages.distill.student_model import DistillStudent  # noqa: E402
 from stages.distill.trainer import matmul_precision  # noqa: E402
+from study.grid_v3.config import GridV3Config  # noqa: E402
 
 GOALS = {"amx": 0.60, "avx512_bf16": 0.85, "avx2": 0.70}  # issue 20: the step's share of the class's peak
 # profiler op names by category (self CPU time); anything else is "other"
@@ -115,10 +117,13 @@ def _timed(fn) -> float:
 @click.option("--layers", default=24, show_default=True, help="decoder layers (24: the real depth)")
 @click.option("--tokens", default=512, show_default=True, help="tokens of the micro-batch (two rows)")
 @click.option("--repeats", default=3, show_default=True, help="timed steps after one warm-up")
+@click.option("--grad-accum", "accumulations", type=int, multiple=True,
+              default=(DistillConfig.grad_accum, GridV3Config.grad_accum), show_default=True,
+              help="micro-batches per optimizer step (repeat: each is timed; the first is profiled)")
 @click.option("--precision", default=DistillConfig.precision, show_default=True,
               help="as akd distill --precision (auto: what this machine computes fast)")
 @click.option("--out", default=str(ROOT / "bench-results" / "step_profile.json"), show_default=True)
-def main(layers, tokens, repeats, precision, out):
+def main(layers, tokens, repeats, accumulations, precision, out):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     started = time.perf_counter()
@@ -136,17 +141,20 @@ def main(layers, tokens, repeats, precision, out):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
     bf16 = precision == "bf16"
 
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = module(**batch)
-        loss.backward()
+    def step(accumulate: int):
+        for _ in range(accumulate):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, _ = module(**batch)
+            loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up: optimizer state, allocator pools
-    times = [_timed(step) for _ in range(repeats)]
+    for accumulate in accumulations:  # warm-up: optimizer state, allocator pools (the first steps
+        step(accumulate)               # of a process fault in gigabytes of fresh pages: seconds each)
+    per_micro_batch = {g: [_timed(lambda: step(g)) / g for _ in range(repeats)] for g in accumulations}
+    times = per_micro_batch[accumulations[0]]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        step()
+        step(accumulations[0])
     breakdown = categorize(prof.key_averages())
     seq_tokens = int(batch["attention_mask"].sum())
     flops = step_flops(layers, seq_tokens, int(batch["response_mask"].sum()))
@@ -159,8 +167,13 @@ def main(layers, tokens, repeats, precision, out):
         "machine": facts, "cpu_class": cls, "allocator": describe_allocator(), "threads": torch.get_num_threads(),
         "setup": {"layers": layers, "batch": list(batch["input_ids"].shape), "tokens": seq_tokens,
                   "response_positions": int(batch["response_mask"].sum()), "precision": precision,
-                  "loss": "akd", "chunk_size": chunk, "optimizer": "fused AdamW, float32 master weights"},
+                  "loss": "akd", "chunk_size": chunk, "optimizer": "fused AdamW, float32 master weights",
+                  "grad_accum": accumulations[0]},
         "step_s": {"median": round(median, 3), "all": [round(t, 3) for t in times]},
+        "by_grad_accum": {str(g): {"s_per_micro_batch": round(statistics.median(ts), 3),
+                                   "share_of_peak": round(flops["total"] / statistics.median(ts) / 1e9
+                                                          / peak["step_mix_gflops"], 3)}
+                          for g, ts in per_micro_batch.items()},
         "flops": flops, "achieved_gflops": round(achieved, 1), "matmul_peak": peak,
         "share_of_peak": round(achieved / peak["step_mix_gflops"], 3),
         "share_of_best_shape": round(achieved / peak["peak_gflops"], 3),

@@ -37,8 +37,8 @@ def load_engine(model: str, *, backend: str = "vllm", max_model_len: int = 4096,
 
     vLLM: `seed` seeds the engine, `gpu_memory_utilization` defaults to 0.3 on a CPU and
     0.85 on a GPU. HF: `batch_size` prompts per generate call; tensor parallelism is vLLM's.
-    `dtype`: as compute_dtype resolves it. `enforce_eager`: default eager on a CPU, compiled on
-    a GPU (vllm_engine.py says why).
+    `dtype`: as compute_dtype resolves it. `enforce_eager`: default eager on a CPU that computes
+    float32, compiled where it computes bf16 and on a GPU (vllm_engine.eager_on_cpu says why).
     """
     dtype = compute_dtype(backend, dtype)
     if backend == "vllm":

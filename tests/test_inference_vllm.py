@@ -149,8 +149,17 @@ def test_vllm_seeded_sampling_survives_prompts_that_fill_many_steps(engines, pro
     assert out[63][0].token_ids == alone[0][0].token_ids
 
 
-def test_vllm_runs_eager_on_a_cpu(engines):
-    """A compiled CPU engine compiles and warms up at every start for no decode speed
-    (benchmarks/bench_engine.py): akd's CPU engines run eager unless asked otherwise."""
+def test_vllm_runs_eager_on_a_cpu_in_float32(engines):
+    """A compiled float32 CPU engine compiles and warms up at every start for no decode speed
+    (benchmarks/bench_engine.py): such engines run eager unless asked otherwise."""
     config = engines[0]._llm.llm_engine.vllm_config
     assert config.model_config.enforce_eager is True
+
+
+def test_only_float32_cpu_engines_default_to_eager():
+    """Where the CPU computes bf16 (dtype `auto` resolves to the model's bf16) the compiled graph
+    decodes faster, so the default there is compiled."""
+    from inference.vllm_engine import eager_on_cpu
+
+    assert eager_on_cpu("float32")
+    assert not eager_on_cpu("auto") and not eager_on_cpu("bfloat16")
