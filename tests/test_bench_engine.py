@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_engine import call_flops, shape_of  # noqa: E402
+from bench_engine import call_flops, engine_dtype, shape_of  # noqa: E402
 
 
 def _qwen(tmp_path, **overrides):
@@ -17,6 +17,14 @@ def _qwen(tmp_path, **overrides):
     model = Qwen2ForCausalLM(config)
     config.save_pretrained(tmp_path)
     return model, shape_of(tmp_path)
+
+
+def test_the_peak_is_measured_in_the_dtype_the_engine_computes(tmp_path):
+    """`auto` (a CPU that computes bf16) is the model's own dtype; float16 runs as bfloat16 on a CPU."""
+    for saved, expected in (("bfloat16", "bfloat16"), ("float16", "bfloat16"), ("float32", "float32")):
+        (tmp_path / "config.json").write_text(json.dumps({"dtype": saved}))
+        assert engine_dtype(tmp_path, "auto") == expected
+    assert engine_dtype(tmp_path, "float32") == "float32"  # an emulating CPU's resolved dtype stands
 
 
 def test_the_layers_count_two_flops_per_weight_per_processed_token(tmp_path):
