@@ -211,6 +211,8 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert (results / "samples" / here / "small-akd" / "train-sampled" / "samples.json").exists()
     markdown = (results / "report.md").read_text()
     assert markdown.count("- **") == 4 and "| train-akd-mix |" in markdown
+    kept = report["mbpp_answers"]
+    assert f"pass their own asserts: {kept['kept']} of {kept['n_tasks']}" in markdown
     assert report["figure"] == "recovery.png" and (results / "recovery.png").stat().st_size > 10_000
     assert "](recovery.png)" in markdown
 

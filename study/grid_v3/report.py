@@ -286,7 +286,10 @@ def markdown(report: dict) -> str:
                  _pct(g.get("humaneval")), _pct(g.get("mbpp"))]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
     if report["mbpp_answers"]:
-        lines += ["", f"MBPP-train answers of the teacher that pass their own asserts: {report['mbpp_answers'].get('kept')}."]
+        answers = report["mbpp_answers"]
+        left_out = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(answers.get("left_out", {}).items()))
+        lines += ["", f"MBPP-train answers of the teacher that pass their own asserts: {answers.get('kept')} of "
+                      f"{answers.get('n_tasks')}" + (f" (left out: {left_out})." if left_out else ".")]
     lines += ["", "## Which machine ran each step", "", "| step | machine | wall (s) |", "|---|---|---|"]
     lines += [f"| {r['step']} | {r['machine'] or '–'} | {r['wall_s'] if r['wall_s'] is not None else '–'} |"
               for r in report["machines"]]
