@@ -10,8 +10,8 @@ precision `akd distill --precision auto` picks here) on micro-batches of the def
   over a loss chunk), in the step's matmul dtype: the best of several timed torch.mm calls each,
   and their mix weighted by the step's FLOPs (the peak the step is measured against);
 - the step's wall time per micro-batch (median of `--repeats` optimizer steps after a warm-up,
-  for each accumulation) and its share of that peak, from the step's analytic FLOPs (6 x tokens x non-embedding parameters, the LM head over the
-  response positions, attention);
+  for each accumulation) and its share of that peak, from the step's analytic FLOPs (6 x tokens
+  x non-embedding parameters, the LM head over the response positions, attention);
 - a breakdown of one profiled step (torch.profiler, self CPU time by op) into matmuls,
   attention, the loss's vocabulary work, the optimizer, dtype casts and copies, and the rest.
 

@@ -19,7 +19,7 @@ def eager_on_cpu(dtype: str) -> bool:
     "'function' object has no attribute 'finalize_loading'") and then warms up on a full batch.
     In float32 (a CPU that emulates bf16) that buys no decode speed: eager started the 0.5B in
     37 s instead of 115 s and decoded within noise of it on an AVX2 EPYC. Where the CPU computes
-    bf16 the compiled graph decodes faster (AMX Xeon: +17-30% for the 0.5B, the 1.5B likewise)
+    bf16 the compiled graph decodes faster (AMX Xeon: the 0.5B +17-30%, the 1.5B +9-16%)
     for ~55 s more start, which a cache or an evaluation of any size repays
     (benchmarks/bench_engine.py; docs/measurements.md)."""
     return dtype == "float32"
