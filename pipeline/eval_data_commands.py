@@ -1,5 +1,6 @@
-"""`akd eval-export` and `akd data verified-answers`: what a saved evaluation folder turns into
-(re-scorable per-task samples; a verified training set), with nothing generated or run again."""
+"""`akd eval-export`, `akd data verified-answers` and `akd data references`: what a saved
+evaluation folder turns into (re-scorable per-task samples; a verified training set), and a
+benchmark's train-split references as a dataset, with nothing generated or run."""
 from __future__ import annotations
 
 import click
@@ -8,6 +9,7 @@ from common.settings import build_config
 from pipeline.dataclass_options import dataclass_options
 from pipeline.errors import akd_command, akd_group
 from stages.evaluate.export import SampleExportConfig, export_samples
+from stages.evaluate.references import ReferenceAnswersConfig, reference_answers
 from stages.evaluate.verified import VerifiedAnswersConfig, meta_path, verified_answers
 
 
@@ -47,3 +49,16 @@ def verified_answers_command(eval_dir, **options):
     click.echo(f"{report['out']}: {report['kept']} of {report['n_tasks']} {report['benchmark']} "
                f"{report['split']} tasks kept (left out: {left_out}); counts in "
                f"{meta_path(report['out'])}")
+
+
+@data_group.command("references")
+@dataclass_options(ReferenceAnswersConfig)
+def references_command(**options):
+    """MBPP's train-split reference solutions as a CodeAlpaca-shaped JSON-lines dataset
+    (instruction as akd eval asks it, the reference program in a python fence, task_id): score it
+    with `akd teacher-cache --responses-from output`, then measure students on that cache with
+    `akd distill --probe-cache`, a yardstick no teacher wrote."""
+    report = reference_answers(build_config(ReferenceAnswersConfig, options))
+    left_out = ", ".join(f"{n} {k}" for k, n in report["left_out"].items()) or "none"
+    click.echo(f"{report['out']}: {report['kept']} of {report['n_tasks']} {report['benchmark']} "
+               f"{report['split']} references (left out: {left_out}); counts in {meta_path(report['out'])}")

@@ -11,6 +11,7 @@ from stages.distill import DistillConfig
 from stages.evaluate import EvalConfig
 from stages.evaluate.export import SampleExportConfig
 from stages.evaluate.speed import SpeedConfig
+from stages.evaluate.references import ReferenceAnswersConfig
 from stages.evaluate.verified import VerifiedAnswersConfig
 from stages.teacher import RolloutConfig, TeacherCacheConfig
 from study.grid_v2.config import ExperimentConfig
@@ -28,6 +29,7 @@ COMMANDS = {
     ("experiment", "run"): (ExperimentConfig, {"only", *FILE}, set()),
     ("eval-export",): (SampleExportConfig, {"eval_dir", "out_dir"}, set()),
     ("data", "verified-answers"): (VerifiedAnswersConfig, {"eval_dir"}, set()),
+    ("data", "references"): (ReferenceAnswersConfig, set(), set()),
 }
 
 

@@ -23,7 +23,7 @@ PRECISIONS = ("auto", "bf16", "float32")
 
 # Options that may change between a run and its resumption without changing its result.
 RESUME_NEUTRAL = ("eval_every", "checkpoint_every", "keep_checkpoints", "log_every", "progress", "plots",
-                  "overwrite", "eval_max_examples")
+                  "overwrite", "eval_max_examples", "probe_caches")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,11 @@ class DistillConfig:
     cache_weights: tuple[float, ...] = setting(
         (), "Sampling weight of each --cache, in the same order (positive, normalised); none: "
             "examples are drawn in proportion to the caches' sizes.", flag="--cache-weight")
+    probe_caches: tuple[str, ...] = setting(
+        (), "A cache that is only evaluated, never trained on: its first --eval-max-examples examples at "
+            "every evaluation, as <metric>/probe-<folder>. Human-written answers scored by any teacher make a "
+            "yardstick that stays the same whichever teacher made the training caches (its NLL is of their "
+            "tokens); repeat for several.", flag="--probe-cache")
     run_dir: str = setting("runs/distill", "The run's folder: config, checkpoints, metrics, final/.")
     student: str = setting(DEFAULT_STUDENT, "Hub id or HF folder of the student.")
     loss: LossConfig = field(default_factory=LossConfig)
@@ -105,6 +110,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         self.caches = tuple(str(c) for c in self.caches)
         self.cache_weights = tuple(float(w) for w in self.cache_weights)
+        self.probe_caches = tuple(str(c) for c in self.probe_caches)
         self.validate()
 
     @classmethod
@@ -125,6 +131,9 @@ class DistillConfig:
         if len(set(self.caches)) != len(self.caches):
             raise DistillConfigError(f"--cache: a cache is given twice ({', '.join(self.caches)}); "
                                      "use --cache-weight to weigh it")
+        if set(self.probe_caches) & set(self.caches) or len(set(self.probe_caches)) != len(self.probe_caches):
+            raise DistillConfigError(f"--probe-cache: {', '.join(self.probe_caches)} must be distinct caches, none "
+                                     "of them trained on (--cache)")
         if self.cache_weights and len(self.cache_weights) != len(self.caches):
             raise DistillConfigError(f"--cache-weight: {len(self.cache_weights)} weight(s) for "
                                      f"{len(self.caches)} cache(s); give one per --cache, or none")

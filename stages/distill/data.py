@@ -288,17 +288,17 @@ class BatchStream:
 
 
 def heldout_batches(reader: CacheReader, options: BatchingConfig, *, k: int | None = None, rank: int = 0,
-                    world: int = 1, max_examples: int = 64) -> tuple[list[dict], int]:
+                    world: int = 1, max_examples: int = 64, every_example: bool = False) -> tuple[list[dict], int]:
     """This rank's held-out batches of one cache (its shards' held-out examples, at most
     max_examples, padded to k entries), kept in memory for every evaluation; returns
-    (batches, examples)."""
-    if options.eval_fraction <= 0 or max_examples <= 0:
+    (batches, examples). `every_example`: a cache never trained on (a probe), read from its start."""
+    if (options.eval_fraction <= 0 and not every_example) or max_examples <= 0:
         return [], 0
     examples: list[Example] = []
     for record in reader.iter_examples(rank, world):
         if len(examples) >= max_examples:
             break
-        if not is_held_out(record.example_id, options.eval_fraction):
+        if not every_example and not is_held_out(record.example_id, options.eval_fraction):
             continue
         example, _ = fit_example(record, options.max_seq_len)
         if example is not None:

@@ -82,14 +82,8 @@ class CacheMix:
 def open_mix(paths, weights=()) -> CacheMix:
     """Open the caches and check they can be mixed; a problem is one line naming the caches."""
     readers = [_open(path) for path in paths]
-    first_path, first = paths[0], readers[0].manifest
     for path, reader in zip(paths[1:], readers[1:]):
-        found, expected = reader.manifest.identity.get("tokenizer_fingerprint"), first.identity.get("tokenizer_fingerprint")
-        if found != expected or reader.manifest.vocab_size != first.vocab_size:
-            raise TokenizerMismatchError(
-                f"caches {first_path} and {path} were made with different tokenizers (fingerprints {expected} "
-                f"and {found}, vocabularies {first.vocab_size} and {reader.manifest.vocab_size}): their token "
-                "ids differ, so they cannot be mixed")
+        _same_tokenizer(paths[0], readers[0], path, reader, "mixed")
     raw = np.array(weights if weights else [r.manifest.rows for r in readers], dtype=np.float64)
     if raw.sum() <= 0:
         raise CacheError(f"the caches {', '.join(map(str, paths))} hold no records")
@@ -98,6 +92,27 @@ def open_mix(paths, weights=()) -> CacheMix:
     caches = tuple(MixedCache(str(path), label, reader, float(p))
                    for path, label, reader, p in zip(paths, labels, readers, probabilities))
     return CacheMix(caches, weighted=bool(weights), k=max(r.manifest.k for r in readers))
+
+
+def open_probes(paths, mix: CacheMix) -> tuple[MixedCache, ...]:
+    """The caches only evaluated (--probe-cache), checked against the mix's tokenizer; labelled
+    `probe-<folder>` so their metrics never read as a training cache's."""
+    readers = [_open(path) for path in paths]
+    first = mix.caches[0]
+    for path, reader in zip(paths, readers):
+        _same_tokenizer(first.path, first.reader, path, reader, "compared")
+    return tuple(MixedCache(str(path), f"probe-{label}", reader, 0.0)
+                 for path, label, reader in zip(paths, _labels(paths), readers))
+
+
+def _same_tokenizer(first_path, first: CacheReader, path, other: CacheReader, what: str) -> None:
+    expected = first.manifest.identity.get("tokenizer_fingerprint")
+    found = other.manifest.identity.get("tokenizer_fingerprint")
+    if found != expected or other.manifest.vocab_size != first.manifest.vocab_size:
+        raise TokenizerMismatchError(
+            f"caches {first_path} and {path} were made with different tokenizers (fingerprints {expected} "
+            f"and {found}, vocabularies {first.manifest.vocab_size} and {other.manifest.vocab_size}): their "
+            f"token ids differ, so they cannot be {what}")
 
 
 def pad_topk(example: Example, k: int) -> Example:

@@ -45,7 +45,7 @@ from .data import BatchStream, DataPosition, heldout_batches, move_batch, sum_co
 from .errors import DistillConfigError, NonFiniteLossError
 from .heldout import evaluate
 from .metrics import TRAIN_STATS, MetricsLog, NonFiniteWatch, StepStats, plot_metrics, pool_eval
-from .mixing import CacheMix, open_mix
+from .mixing import CacheMix, MixedCache, open_mix, open_probes
 from .model_card import write_student_card
 from .run_folder import CHECKPOINT_MODEL_DIR, FINAL_DIR, SUMMARY_FILE, read_run_record, write_heldout_sequences
 from .rundir import prepare_run_dir, run_record
@@ -132,7 +132,7 @@ class _Run:
     autocast: torch.autocast
     stream: BatchStream
     position: DataPosition  # the stream advances it; checkpoints save it
-    eval_batches: list[list]  # per cache of the mix
+    eval_batches: list[list]  # per cache of the mix, then per probe
     have_eval: bool  # some rank holds held-out batches
     log: MetricsLog
     step: int
@@ -142,6 +142,7 @@ class _Run:
     wait_total: float = 0.0
     step_total: float = 0.0
     precision: str = "float32"  # what config.precision came to here (matmul_precision)
+    probes: tuple[MixedCache, ...] = ()  # caches only evaluated (--probe-cache)
 
     @property
     def run_dir(self):
@@ -157,10 +158,11 @@ def _start(config: DistillConfig, env) -> _Run:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
     step, position, records, elapsed_before = _resume(resume_from, env, module, optimizer, scheduler)
     log = MetricsLog(config.run_path, records, enabled=env.is_main)
-    stream, eval_batches, have_eval = _open_data(config, env, mix, position)
+    probes = open_probes(config.probe_caches, mix)
+    stream, eval_batches, have_eval = _open_data(config, env, mix, position, probes)
     autocast = torch.autocast(env.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     return _Run(config, env, mix, tokenizer, module, optimizer, scheduler, autocast, stream, position,
-                eval_batches, have_eval, log, step, started, elapsed_before, precision=precision)
+                eval_batches, have_eval, log, step, started, elapsed_before, precision=precision, probes=probes)
 
 
 def _check_caches_and_student(config: DistillConfig, env, precision: str):
@@ -200,9 +202,10 @@ def _resume(resume_from, env, module, optimizer, scheduler) -> tuple[int, DataPo
     return state["step"], DataPosition.from_dict(state["data"][env.rank]), state["metrics"], state["elapsed_s"]
 
 
-def _open_data(config: DistillConfig, env, mix: CacheMix, position: DataPosition) -> tuple[BatchStream, list, bool]:
-    """This rank's training stream (from position) and each cache's held-out batches; whether
-    any rank has some."""
+def _open_data(config: DistillConfig, env, mix: CacheMix, position: DataPosition,
+               probes: tuple[MixedCache, ...] = ()) -> tuple[BatchStream, list, bool]:
+    """This rank's training stream (from position), each cache's held-out batches, then each
+    probe's; whether any rank has some."""
     stream = BatchStream(mix, config.batching, rank=env.rank, world=env.world, num_workers=config.num_workers,
                          seed=config.seed, position=position, pin_memory=env.device.type == "cuda")
     per_rank = math.ceil(config.eval_max_examples / env.world)
@@ -211,6 +214,8 @@ def _open_data(config: DistillConfig, env, mix: CacheMix, position: DataPosition
         else config.batching
     eval_batches = [heldout_batches(cache.reader, heldout, k=mix.k, rank=env.rank, world=env.world,
                                     max_examples=per_rank)[0] for cache in mix.caches]
+    eval_batches += [heldout_batches(probe.reader, heldout, k=probe.reader.k, rank=env.rank, world=env.world,
+                                     max_examples=per_rank, every_example=True)[0] for probe in probes]
     have_eval = distributed.sum_across(env, [sum(map(len, eval_batches))])[0] > 0
     return stream, eval_batches, have_eval
 
@@ -344,20 +349,23 @@ def _log_train(run: _Run, report: _Report, lr: float, step_time: float, data_wai
 
 def _evaluate(run: _Run) -> None:
     """Each cache's held-out slice, then all of them pooled (token-weighted): with several
-    caches the record holds both, the per-cache figures as `<metric>/<cache label>`."""
+    caches the record holds both, the per-cache figures as `<metric>/<cache label>`. A probe's
+    figures are recorded the same way (`<metric>/probe-<folder>`) and never pooled."""
+    caches = [*run.mix.caches, *run.probes]
     sequences: list[list] | None = [[] for _ in run.eval_batches] if run.config.heldout_per_sequence else None
-    per_cache = [evaluate(run.module, batches, run.env, run.autocast, run.mix.k,
+    trained = len(run.mix.caches)
+    per_cache = [evaluate(run.module, batches, run.env, run.autocast, run.mix.k if i < trained else cache.reader.k,
                           sequences[i] if sequences is not None else None)
-                 for i, batches in enumerate(run.eval_batches)]
+                 for i, (cache, batches) in enumerate(zip(caches, run.eval_batches))]
     if sequences is not None:  # each rank its own file: no collective for a record only readers need
         rows = [{"cache": cache.label, "example_id": row["example_ids"][0], **{k: v for k, v in row.items()
                                                                               if k != "example_ids"}}
-                for cache, found in zip(run.mix.caches, sequences) for row in found]
+                for cache, found in zip(caches, sequences) for row in found]
         write_heldout_sequences(run.run_dir, run.step, run.env.rank, rows)
-    record = {"split": "eval", "step": run.step, **pool_eval(per_cache)}
-    if len(per_cache) > 1:
-        for cache, metrics in zip(run.mix.caches, per_cache):
-            record.update({f"{key}/{cache.label}": value for key, value in metrics.items()})
+    record = {"split": "eval", "step": run.step, **pool_eval(per_cache[:trained])}
+    labelled = list(zip(caches, per_cache)) if trained > 1 else list(zip(run.probes, per_cache[trained:]))
+    for cache, metrics in labelled:
+        record.update({f"{key}/{cache.label}": value for key, value in metrics.items()})
     run.log.add(record)
 
 
