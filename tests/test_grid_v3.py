@@ -10,6 +10,7 @@ import pytest
 
 from eval_folders import give_passing_mbpp_train_answers
 from common.machine import cpu_class, machine_facts
+from study.engine.choice_file import write_choice
 from study.engine.settings import ExperimentError
 from study.engine.stats import compare_pooled, compare_rates
 from study.grid_v3.config import GridV3Config
@@ -33,8 +34,11 @@ def test_target_near_data_comes_first_then_the_pruned_student_and_every_need_bef
         assert all(need in names[:i] for need in step.needs), step.name
     trains = [n for n in names if n.startswith("train-")]
     assert trains[:3] == ["train-akd-mix", "train-akd-mbpp", "train-akd"]  # question 1 first
-    assert trains[3:7] == ["train-small-ce", "train-small-fkl", "train-small-rkl", "train-small-akd"]
-    assert trains[7:] == ["train-ce", "train-fkl", "train-rkl", "train-jsd"]
+    assert trains[3:5] == ["train-small-from-parent", "train-small-from-teacher"]  # the teacher choice first
+    assert trains[5:9] == ["train-small-ce", "train-small-fkl", "train-small-rkl", "train-small-akd"]
+    assert trains[9:] == ["train-ce", "train-fkl", "train-rkl", "train-jsd"]
+    assert names.index("choose-small-teacher") < names.index("train-small-ce")
+    assert names.index("cache-mbpp-references") < names.index("train-akd-mix")  # every run's probe
     assert names.index("eval-akd-mix-test-sampled@avx512_bf16") < names.index("prune-small")
     assert names[-1].endswith("-test-greedy@avx512_bf16") and "eval-teacher-test-sampled@avx512_bf16" in names
     assert not [n for n in names if n.startswith(("eval-akd-mix-train", "eval-akd-mbpp-train"))]
@@ -46,6 +50,7 @@ def test_target_near_data_comes_first_then_the_pruned_student_and_every_need_bef
 
 def test_every_run_of_one_size_gets_the_same_schedule_and_the_mix_its_weights(tmp_path):
     config = GridV3Config(out_dir=str(tmp_path), mbpp_weight=0.3, seed=3, distill_options="--threads 2")
+    write_choice(tmp_path / "choices" / "small-teacher.json", {"chosen": "parent"})
     commands = {s.name: s.command() for s in build_plan(config) if s.kind == "train"}
 
     def schedule(args: list[str]) -> list[str]:
@@ -53,8 +58,16 @@ def test_every_run_of_one_size_gets_the_same_schedule_and_the_mix_its_weights(tm
         return args[start:]
 
     full = {n: schedule(a) for n, a in commands.items() if not n.startswith("train-small-")}
-    small = {n: schedule(a) for n, a in commands.items() if n.startswith("train-small-")}
+    small = {n: schedule(a) for n, a in commands.items() if n.startswith("train-small-") and "-from-" not in n}
     assert len({tuple(a) for a in full.values()}) == 1 and len({tuple(a) for a in small.values()}) == 1
+    short = {n: schedule(a) for n, a in commands.items() if "-from-" in n}
+    assert len({tuple(a) for a in short.values()}) == 1 and _value(next(iter(short.values())), "--max-steps") == "100"
+    assert all(_value(a, "--probe-cache") == str(tmp_path / "caches" / "mbpp-references") for a in commands.values())
+    # the pruned student's arms read the chosen teacher's cache; the choice's runs one each
+    assert {_value(commands[f"train-small-{loss}"], "--cache") for loss in ("ce", "fkl", "rkl", "akd")} == {
+        str(tmp_path / "caches" / "codealpaca-parent")}
+    assert _value(commands["train-small-from-teacher"], "--cache") == str(tmp_path / "caches" / "codealpaca")
+    assert _value(commands["train-akd"], "--cache") == str(tmp_path / "caches" / "codealpaca")
     one_full, one_small = next(iter(full.values())), next(iter(small.values()))
     assert _value(one_full, "--max-steps") == "300" and _value(one_full, "--lr") == "5e-06"
     assert _value(one_small, "--max-steps") == "600" and _value(one_small, "--lr") == "3e-05"
@@ -155,7 +168,8 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     args = [sys.executable, "-m", "pipeline.cli", "experiment", "v3", "run", "--out-dir", str(out),
             "--keep-dir", str(tmp_path / "kept"), "--teacher", str(teacher), "--student", str(student),
             "--dataset", str(data), "--n-examples", "16", "--k", "8", "--cache-max-new-tokens", "8",
-            "--full-steps", "2", "--small-steps", "2", "--small-losses", "fkl,rkl,akd", "--full-losses", "",
+            "--full-steps", "2", "--small-steps", "2", "--teacher-choice-steps", "2", "--small-losses", "fkl,rkl,akd",
+            "--full-losses", "",
             "--heldout-evals", "1", "--heldout-examples", "8", "--max-batch-tokens", "1024",
             "--distill-options", "--max-seq-len 1024 --precision float32 --threads 1 --final-dtype float32 --no-plots",
             "--eval-samples", "2", "--eval-limit", "3", "--eval-max-new-tokens", "16", "--no-greedy-headline",
@@ -169,8 +183,15 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     plan = [s.name for s in build_plan(GridV3Config(**json.loads((out / "experiment.json").read_text())))]
     assert sorted(records) == sorted(plan) and all(r["status"] == "done" for r in records.values())
     assert json.loads((out / "data" / "mbpp-train-verified.meta.json").read_text())["kept"] == 3
-    for run in ("akd-mix", "akd-mbpp", "akd", "small-akd"):
+    for run in ("akd-mix", "akd-mbpp", "akd", "small-akd", "small-from-parent", "small-from-teacher"):
         assert json.loads((out / "runs" / run / "summary.json").read_text())["steps"] == 2
+        last = [r for r in (out / "runs" / run / "metrics.jsonl").read_text().splitlines() if '"eval"' in r][-1]
+        assert json.loads(last)["eval_tokens/probe-mbpp-references"] > 0  # every run scores the reference programs
+    choice = json.loads((out / "choices" / "small-teacher.json").read_text())
+    chosen = {"parent": out / "caches" / "codealpaca-parent", "teacher": out / "caches" / "codealpaca"}[choice["chosen"]]
+    trained_on = json.loads((out / "runs" / "small-akd" / "config.json").read_text())["mix"]["caches"]
+    assert [c["path"] for c in trained_on] == [str(chosen.resolve())] and choice["reason"]
+    assert json.loads((out / "caches" / "codealpaca-parent" / "manifest.json").read_text())["totals"]["rows"] > 0
     here = cpu_class(machine_facts())  # the class every evaluation of this run was made on
     rows = [json.loads(line) for line in (out / "evals" / here / "akd-mix" / "test-sampled" / "mbpp" / "results.jsonl")
             .read_text().splitlines()]
@@ -200,7 +221,9 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert {c["a"]: c["benchmarks"] for c in beats}["akd-mix"] == ["humaneval", "mbpp"]  # trained on MBPP train
     assert all(0 <= c["holm_p"] <= 1 and c["b"] in ("student", "small") for c in beats)
     recovery = {row["arm"]: row for row in report["answers"][2]["rows"]}["small-akd"]
-    assert recovery["tokens_seen"] > 0 and len(recovery["curve"]) >= 2
+    assert recovery["tokens_seen"] > 0 and len(recovery["curve"]) >= 2 and len(recovery["probe_curve"]) >= 2
+    assert report["answers"][2]["answer"].startswith("its teacher: the ") and report["small_teacher"] == choice
+    assert "small-from-parent" not in report["fidelity"]  # the choice's short runs are not arms
     front = report["answers"][3]["sizes"]["small"]
     assert front["fkl_vs_kd"]["n_sequences"] == front["rkl_vs_rkd"]["n_sequences"] >= 2  # the same held-out sequences
     assert front["fkl_vs_kd"]["ci_low"] <= front["fkl_vs_kd"]["diff"] <= front["fkl_vs_kd"]["ci_high"]

@@ -19,6 +19,7 @@ from cache_schema.encoding import PAD_LOGPROB
 
 from .batching import Example
 from .errors import TokenizerMismatchError
+from .run_folder import PROBE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def open_probes(paths, mix: CacheMix) -> tuple[MixedCache, ...]:
     first = mix.caches[0]
     for path, reader in zip(paths, readers):
         _same_tokenizer(first.path, first.reader, path, reader, "compared")
-    return tuple(MixedCache(str(path), f"probe-{label}", reader, 0.0)
+    return tuple(MixedCache(str(path), PROBE_PREFIX + label, reader, 0.0)
                  for path, label, reader in zip(paths, _labels(paths), readers))
 
 

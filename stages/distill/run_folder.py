@@ -8,7 +8,8 @@
       checkpoints/step-NNNNNNN/model/      the latest checkpoints (HF folder + trainer state)
       final/               the distilled HF folder (transformers and vLLM load it)
       heldout/step-NNNNNNN.rank-R.jsonl   with --heldout-per-sequence: each held-out sequence's
-                           cache, example id, tokens, fkl, rkl, top1_agreement, ce (means over its tokens)
+                           cache (probe-<folder> for a --probe-cache), example id, tokens, fkl, rkl,
+                           top1_agreement, ce (means over its tokens)
       *.png                plots of metrics.jsonl
 
 Readers read through this module, never by file names of their own; a record written by an
@@ -31,6 +32,7 @@ CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_MODEL_DIR = "model"  # inside a checkpoint: its HF folder
 FINAL_DIR = "final"
 HELDOUT_DIR = "heldout"
+PROBE_PREFIX = "probe-"  # the cache label of a --probe-cache's rows and metrics: probe-<folder>
 WEIGHT_DIRS = (FINAL_DIR, CHECKPOINTS_DIR)  # the run's model folders (big, rebuilt by training)
 RECORD_LAYOUT = 2  # 2: nested options and a cache mix; 1 (no `layout` key): flat options, one cache
 

@@ -1,6 +1,6 @@
 """Steps that run one `akd` command each, built from the stages' own configs: a teacher cache, an
-evaluation, a distillation run, a pruned model, verified answers. An experiment's definition
-names its folders and arms and calls these. Cache and evaluation commands are written from the
+evaluation, a distillation run, a pruned model, verified answers, reference answers. An
+experiment's definition names its folders and arms and calls these. Cache and evaluation commands are written from the
 stages' configs (`to_cli_args`, checked when the plan is built); a training command takes the
 definition's schedule as arguments, like the free-form `--distill-options` a user adds, and
 `akd distill` checks them when the step runs. (Grid v2 predates these and keeps its own
@@ -52,17 +52,18 @@ def eval_step(name: str, out: Path, model: str | Lazy, *, models_dir: str, needs
                       "temperature": probe.temperature, **(meta or {})})
 
 
-def train_step(name: str, run_dir: Path, *, caches: list[tuple[Path, float | None]], student: str | Lazy,
+def train_step(name: str, run_dir: Path, *, caches: list[tuple[Path | Lazy, float | None]], student: str | Lazy,
                loss: str, steps: int, models_dir: str, options: list[str], needs: tuple[str, ...] = (),
                meta: dict | None = None, keep_checkpoints: bool = False) -> Step:
     """`akd distill` of one student with one loss into `run_dir`, for `steps` steps; `options`: the
-    rest of its arguments (schedule, batching), the same for every run of a comparison."""
+    rest of its arguments (schedule, batching), the same for every run of a comparison. A cache
+    may be Lazy (chosen by an earlier step)."""
     weights = [w for _, w in caches]
     if any(w is None for w in weights) and any(w is not None for w in weights):
         raise ValueError(f"{name}: give every cache a weight or none")
 
     def command() -> list[str]:
-        args = [a for path, _ in caches for a in ("--cache", str(path))]
+        args = [a for path, _ in caches for a in ("--cache", _now(path))]
         if weights and weights[0] is not None:
             args += [a for w in weights for a in ("--cache-weight", str(round(w, 12)))]
         return ["distill", *args, "--student", _now(student), "--loss", loss, "--run-dir", str(run_dir),
@@ -71,7 +72,8 @@ def train_step(name: str, run_dir: Path, *, caches: list[tuple[Path, float | Non
     return Step(name, "train", run_dir, needs=needs, command=command,
                 verify=lambda: run_is_whole(run_dir, steps), kept=lambda: run_is_kept(run_dir, steps),
                 meta={"loss": loss, "run_dir": str(run_dir), "steps": steps,
-                      "caches": [str(p) for p, _ in caches], "weights": weights, **(meta or {})},
+                      "caches": [str(p) if not callable(p) else "chosen" for p, _ in caches], "weights": weights,
+                      **(meta or {})},
                 disposable=() if keep_checkpoints else (run_dir / CHECKPOINTS_DIR,))
 
 
@@ -83,6 +85,14 @@ def width_prune_step(name: str, source: str, out: Path, mlp_keep: float, *, mode
                                                      "--mlp-keep", str(mlp_keep), "--models-dir", models_dir],
                 verify=lambda: (out / PROVENANCE).exists(), keeps=(), kept=lambda: True,
                 meta={"source": source, "mlp_keep": mlp_keep})
+
+
+def references_step(name: str, out: Path) -> Step:
+    """`akd data references`: MBPP train's reference programs as a dataset (kept: it is small)."""
+    meta_file = out.with_name(out.name.split(".")[0] + ".meta.json")
+    return Step(name, "data", out, command=lambda: ["data", "references", "--out", str(out)],
+                verify=lambda: meta_file.exists() and json.loads(meta_file.read_text())["kept"] > 0,
+                meta={"meta_file": str(meta_file)}, keeps=(out, meta_file))
 
 
 def verified_answers_step(name: str, eval_dir: Path, out: Path, *, needs: tuple[str, ...]) -> Step:

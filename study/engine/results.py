@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stages.distill.run_folder import CONFIG_FILE as RUN_CONFIG_FILE
-from stages.distill.run_folder import read_heldout_sequences, read_metrics, read_run_record
+from stages.distill.run_folder import PROBE_PREFIX, read_heldout_sequences, read_metrics, read_run_record
 from stages.distill.run_folder import read_summary as read_run_summary
 from stages.evaluate.eval_folder import SUMMARY_FILE as EVAL_SUMMARY_FILE
 from stages.evaluate.eval_folder import read_results, results_path
@@ -56,8 +56,24 @@ def heldout_fidelity(run_dir: Path) -> dict | None:
 
 def heldout_sequences(run_dir: Path) -> dict[str, dict]:
     """Each held-out sequence's figures at the run's last evaluation ("<cache>/<example id>" ->
-    tokens, fkl, rkl, top1_agreement, ce), where the run wrote them (--heldout-per-sequence)."""
-    return read_heldout_sequences(run_dir)
+    tokens, fkl, rkl, top1_agreement, ce), where the run wrote them (--heldout-per-sequence);
+    a probe's sequences (--probe-cache) are left out: probe_sequences reads them."""
+    return {key: row for key, row in read_heldout_sequences(run_dir).items()
+            if not row["cache"].startswith(PROBE_PREFIX)}
+
+
+def probe_sequences(run_dir: Path, probe: str, step: int | None = None) -> dict[str, dict]:
+    """example id -> figures of each sequence of the probe labelled `probe` (its cache folder's
+    name) at `step` (default: the run's last evaluation)."""
+    label = PROBE_PREFIX + probe
+    return {row["example_id"]: row for row in read_heldout_sequences(run_dir, step).values() if row["cache"] == label}
+
+
+def probe_curve(run_dir: Path, probe: str) -> list[dict]:
+    """(step, tokens seen, NLL of the probe's tokens) at every evaluation of a run."""
+    key = f"eval_nll/{PROBE_PREFIX}{probe}"
+    return [{"step": p["step"], "tokens_seen": p["tokens_seen"], "nll": p["record"][key]}
+            for p in _eval_points(run_dir) if p["record"].get(key) is not None]
 
 
 def final_heldout_fkl(run_dir: Path) -> float | None:
@@ -67,9 +83,15 @@ def final_heldout_fkl(run_dir: Path) -> float | None:
 
 
 def heldout_curve(run_dir: Path) -> list[dict]:
-    """(step, tokens seen, held-out FKL) at every held-out evaluation of a run: the tokens are
-    the training response tokens of every step up to it."""
-    seen, per_step = 0, {}
+    """(step, tokens seen, held-out FKL) at every held-out evaluation of a run."""
+    return [{"step": p["step"], "tokens_seen": p["tokens_seen"], "fkl": p["record"]["eval_fkl"]}
+            for p in _eval_points(run_dir) if p["record"].get("eval_fkl") is not None]
+
+
+def _eval_points(run_dir: Path) -> list[dict]:
+    """Every evaluation record of a run with the tokens seen by then: the training response
+    tokens of every step up to it."""
+    per_step = {}
     records = load_metrics(run_dir)
     for record in records:
         if record.get("split") == "train":
@@ -78,12 +100,8 @@ def heldout_curve(run_dir: Path) -> list[dict]:
     for step in sorted(per_step):
         total += per_step[step]
         cumulative[step] = total
-    points = []
-    for record in records:
-        if record.get("split") == "eval" and record.get("eval_fkl") is not None:
-            seen = max([cumulative[s] for s in cumulative if s <= record["step"]], default=0)
-            points.append({"step": record["step"], "tokens_seen": seen, "fkl": record["eval_fkl"]})
-    return points
+    return [{"step": r["step"], "tokens_seen": max([cumulative[s] for s in cumulative if s <= r["step"]], default=0),
+             "record": r} for r in records if r.get("split") == "eval"]
 
 
 def recorded_run_settings(run_dir: Path) -> dict | None:

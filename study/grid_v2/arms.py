@@ -23,7 +23,8 @@ from stages.evaluate.speed import SpeedConfig
 from stages.teacher import TeacherCacheConfig
 from study.onpolicy import rounds as onpolicy
 from study.grid_v2.budget import BUDGET_FILE, RunBudget, read_budget, write_budget
-from study.grid_v2.choices import choose_lr, choose_mbpp_base, choose_template, read_choice, write_choice
+from study.engine.choice_file import read_choice, write_choice
+from study.grid_v2.choices import choose_lr, choose_mbpp_base, choose_template
 from study.grid_v2.config import PLAIN, ExperimentConfig
 from study.engine.settings import split_list
 from study.engine.steps import (Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole, whole_when_known)

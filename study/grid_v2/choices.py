@@ -7,11 +7,8 @@ saved evaluations and writes the choice file the later steps' commands read.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
-from common.files import atomic_write_json
 from study.grid_v2.config import PLAIN
 from study.engine.settings import ExperimentError
 from study.engine.stats import compare
@@ -92,17 +89,6 @@ def choose_mbpp_base(setting: str, offpolicy: dict[str, bool] | None, onpolicy: 
                       f"({_pct(rates['onpolicy'])} on-policy vs {_pct(rates['offpolicy'])} off-policy)"
             if rates["onpolicy"] != rates["offpolicy"] else
             f"offpolicy: both AKD arms passed {_pct(rates['offpolicy'])} of MBPP train (a tie keeps off-policy)"}
-
-
-def write_choice(path: Path, choice: dict) -> dict:
-    atomic_write_json(path, choice)
-    return choice
-
-
-def read_choice(path: Path) -> dict:
-    if not path.exists():
-        raise ExperimentError(f"{path} is missing: that choice has not been made yet")
-    return json.loads(path.read_text())
 
 
 def _rate(passes: dict[str, bool]) -> float:

@@ -47,6 +47,8 @@ class GridV3Config:
     small_lr: float = setting(3e-5, "The pruned student's lr (it starts far below its teacher).")
     small_steps: int = setting(600, "Optimizer steps of every pruned-student run.")
     small_losses: str = setting("ce,fkl,rkl,akd", "Losses the pruned student trains with (comma-separated).")
+    teacher_choice_steps: int = setting(100, "Optimizer steps of each short AKD run that picks the pruned "
+                                             "student's teacher: its unpruned parent or the 1.5B.")
     grad_accum: int = setting(2, "Micro-batches per optimizer step.")
     max_batch_tokens: int = setting(512, "Tokens per micro-batch, padding included.")
     heldout_evals: int = setting(6, "Held-out fidelity points per run after the first (the recovery curve).")
@@ -63,9 +65,9 @@ class GridV3Config:
     trust_model_code: bool = setting(EvalConfig.trust_model_code, "Passed to every `akd eval` (see its --help).")
 
     def __post_init__(self):
-        for name in ("n_examples", "k", "full_steps", "small_steps", "grad_accum", "max_batch_tokens",
-                     "heldout_evals", "heldout_examples", "eval_samples", "cache_max_new_tokens",
-                     "eval_max_new_tokens"):
+        for name in ("n_examples", "k", "full_steps", "small_steps", "teacher_choice_steps", "grad_accum",
+                     "max_batch_tokens", "heldout_evals", "heldout_examples", "eval_samples",
+                     "cache_max_new_tokens", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.first_row < 0 or self.eval_limit < 0:

@@ -36,6 +36,18 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
         answers = round(TASKS[("mbpp", "train")] * MBPP_TRAIN_KEPT)
         return (p["engine_s"] + answers * MBPP_ANSWER_TOKENS / p["score_tok_s"],
                 f"~{answers} verified answers of ~{MBPP_ANSWER_TOKENS} tokens scored at {p['score_tok_s']:g} tok/s")
+    if step.kind == "cache" and step.meta.get("cache") == "mbpp-references":
+        tasks = TASKS[("mbpp", "train")]
+        if config.eval_limit:
+            tasks = min(tasks, config.eval_limit)
+        return (p["engine_s"] + tasks * MBPP_ANSWER_TOKENS / p["score_tok_s"],
+                f"{tasks} reference programs of ~{MBPP_ANSWER_TOKENS} tokens scored at {p['score_tok_s']:g} tok/s")
+    if step.kind == "cache" and step.meta.get("teacher") == "parent":  # the 0.5B answers: faster than the 1.5B
+        rate = p["eval_s_per_task"]["full"] / p["eval_s_per_task"]["teacher"]
+        per_example = p["cache_s_per_example"] * rate
+        return (p["engine_s"] + config.n_examples * per_example,
+                f"{config.n_examples} examples x {per_example:.2f} s (the teacher's {p['cache_s_per_example']} s x "
+                f"{rate:.2f}, the 0.5B's answer time over the 1.5B's in evaluation) + engine")
     if step.kind == "cache":
         return (p["engine_s"] + config.n_examples * p["cache_s_per_example"],
                 f"{config.n_examples} examples x {p['cache_s_per_example']} s + engine")
@@ -48,7 +60,7 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
                 f"+ {config.heldout_evals + 1} held-out checks of {config.heldout_examples} sequences")
     if step.kind == "prune":
         return p["prune_s"], "measured"
-    return 5.0, "in-process"  # the verified answers
+    return 5.0, "in-process"  # the verified answers, the references, a choice
 
 
 def _tasks(config: GridV3Config, step) -> int:

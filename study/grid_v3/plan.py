@@ -8,14 +8,18 @@ something:
    their own asserts are scored into a cache; AKD trains on CodeAlpaca plus those (akd-mix), on
    those alone (akd-mbpp) and on CodeAlpaca alone (akd), against the original student on
    HumanEval and MBPP test (never trained on);
-2. the width-pruned student, which starts far below its teacher, with each of `small_losses`
-   on the CodeAlpaca cache (its recovery curve: held-out fidelity at every checkpoint);
+2. the width-pruned student, which starts far below its teacher: first its teacher is chosen, its
+   unpruned parent or the 1.5B (a short AKD run from each on its own CodeAlpaca answers,
+   study/grid_v3/teacher_choice.py), then it trains with each of `small_losses` on the chosen
+   teacher's cache (its recovery curve: held-out fidelity at every checkpoint);
 3. the full-size student with the other losses (`full_losses`) on the same cache and budget;
 4. the teacher's own scores (the accuracy loss), then the greedy headline of every model.
 
 Every deciding evaluation is sampled (`eval_samples` answers per task at `eval_temperature`);
-models never trained on MBPP train are also scored there. Folders: caches/, data/, models/,
-runs/<arm>/, evals/<cpu class>/<model>/<split>-<sampled|greedy>/.
+models never trained on MBPP train are also scored there. Every run also scores MBPP train's
+reference programs at each held-out point (a probe cache, `akd distill --probe-cache`): one
+yardstick no teacher wrote, for runs from different teachers. Folders: caches/, data/, models/,
+runs/<arm>/, choices/, evals/<cpu class>/<model>/<split>-<sampled|greedy>/.
 
 The same model answers differently on two CPU classes (their kernels differ; docs/measurements.md
 gives the churn measured), so the report pairs only evaluations made on one class. A model is
@@ -31,10 +35,14 @@ from pathlib import Path
 
 from common.machine import cpu_class, machine_facts
 from stages.distill.run_folder import FINAL_DIR, run_slug
-from study.engine.akd_steps import cache_step, eval_step, train_step, verified_answers_step, width_prune_step
-from study.engine.settings import split_list
+from study.engine.akd_steps import (cache_step, eval_step, references_step, train_step, verified_answers_step,
+                                    width_prune_step)
+from study.engine.choice_file import read_choice, write_choice
+from study.engine.results import probe_curve, probe_sequences
+from study.engine.settings import ExperimentError, split_list
 from study.engine.steps import Step
 from study.grid_v3.config import GridV3Config
+from study.grid_v3.teacher_choice import CANDIDATES, choose_small_teacher
 
 TEST = ("humaneval", "mbpp")
 MBPP_TRAINED = ("akd-mix", "akd-mbpp")  # trained on MBPP train answers: never scored on that split
@@ -53,6 +61,10 @@ class GridV3:
         self.codealpaca_cache = root / "caches" / "codealpaca"
         self.mbpp_cache = root / "caches" / "mbpp-train"
         self.mbpp_data = root / "data" / "mbpp-train-verified.jsonl"
+        self.references_data = root / "data" / "mbpp-train-references.jsonl"
+        self.references_cache = root / "caches" / "mbpp-references"  # every run's probe
+        self.parent_cache = root / "caches" / "codealpaca-parent"  # the pruned student's parent's answers
+        self.small_teacher_file = root / "choices" / "small-teacher.json"
         self.small_dir = root / "models" / f"{run_slug(config.student)}-mlp{round(100 * config.small_mlp_keep)}"
 
     def eval_dir(self, model: str, split: str, mode: str, cpu: str | None = None) -> Path:
@@ -79,6 +91,10 @@ class GridV3:
         steps.append(self._cache("cache-mbpp-train", self.mbpp_cache, dataset=str(self.mbpp_data), limit=None,
                                  responses_from="output", max_new_tokens=c.eval_max_new_tokens,
                                  needs=("verify-mbpp-answers",)))
+        steps.append(references_step("data-mbpp-references", self.references_data))
+        steps.append(self._cache("cache-mbpp-references", self.references_cache, dataset=str(self.references_data),
+                                 limit=c.eval_limit or None, responses_from="output",
+                                 max_new_tokens=c.eval_max_new_tokens, needs=("data-mbpp-references",)))
         steps += self._scored("student", c.student, role="student", size="full")
         mix = [(self.codealpaca_cache, 1 - c.mbpp_weight), (self.mbpp_cache, c.mbpp_weight)]
         steps += self._arm("akd-mix", "akd", mix, needs=("cache-codealpaca", "cache-mbpp-train"), data="mix")
@@ -90,9 +106,11 @@ class GridV3:
         steps.append(width_prune_step("prune-small", c.student, self.small_dir, c.small_mlp_keep,
                                       models_dir=c.models_dir))
         steps += self._scored("small", small, role="student", size="small", needs=("prune-small",))
+        steps += self._teacher_choice(small)
         for loss in split_list(c.small_losses):
-            steps += self._arm(f"small-{loss}", loss, [(self.codealpaca_cache, None)], size="small",
-                               needs=("cache-codealpaca", "prune-small"), data="codealpaca", student=small)
+            steps += self._arm(f"small-{loss}", loss, [(self.small_teacher_cache, None)], size="small",
+                               needs=("cache-codealpaca", "cache-codealpaca-parent", "choose-small-teacher",
+                                      "prune-small"), data="codealpaca", student=small)
         # 3. the full-size student with the other losses
         for loss in split_list(c.full_losses):
             steps += self._arm(loss, loss, [(self.codealpaca_cache, None)], needs=("cache-codealpaca",),
@@ -145,30 +163,77 @@ class GridV3:
             models.append((arm, str(self.run_dir(arm) / FINAL_DIR), "distilled", (f"train-{arm}",)))
         return models
 
+    # ---- the pruned student's teacher ----
+    def small_teacher_cache(self) -> str:
+        """The cache of the teacher chosen for the pruned student (known once it is chosen)."""
+        return str(self._candidate_caches()[read_choice(self.small_teacher_file)["chosen"]])
+
+    def _candidate_caches(self) -> dict[str, Path]:
+        return {"parent": self.parent_cache, "teacher": self.codealpaca_cache}
+
+    def _teacher_choice(self, small: str) -> list[Step]:
+        """The parent's answers to the same CodeAlpaca rows, a short AKD run of the pruned student
+        from each teacher's cache, then the choice (study/grid_v3/teacher_choice.py)."""
+        c = self.config
+        steps = [self._cache("cache-codealpaca-parent", self.parent_cache, model=c.student, dataset=c.dataset,
+                             offset=c.first_row, limit=c.n_examples, max_new_tokens=c.cache_max_new_tokens,
+                             meta={"teacher": "parent"})]
+        needs = {"parent": "cache-codealpaca-parent", "teacher": "cache-codealpaca"}
+        for name, cache in self._candidate_caches().items():
+            steps.append(self._train(f"small-from-{name}", "akd", [(cache, None)], steps=c.teacher_choice_steps,
+                                     size="small", needs=(needs[name], "prune-small"), data="codealpaca",
+                                     student=small, meta={"teacher_choice": name}))
+        steps.append(Step("choose-small-teacher", "choose", self.small_teacher_file,
+                          needs=tuple(f"train-small-from-{name}" for name in CANDIDATES),
+                          action=self._decide_small_teacher, verify=self.small_teacher_file.exists))
+        return steps
+
+    def _decide_small_teacher(self) -> None:
+        c = self.config
+        probe = self.references_cache.name
+        runs = {}
+        for name, cache in self._candidate_caches().items():
+            run_dir = self.run_dir(f"small-from-{name}")
+            curve = probe_curve(run_dir, probe)
+            if not curve:
+                raise ExperimentError(f"{run_dir}: no evaluation of the probe {probe} in its metrics")
+            runs[name] = {"before": probe_sequences(run_dir, probe, curve[0]["step"]),
+                          "after": probe_sequences(run_dir, probe, curve[-1]["step"]),
+                          "tokens_seen": curve[-1]["tokens_seen"], "steps": curve[-1]["step"],
+                          "model": c.student if name == "parent" else c.teacher, "cache": str(cache)}
+        write_choice(self.small_teacher_file, choose_small_teacher(runs))
+
     # ---- builders ----
     def _arm(self, arm: str, loss: str, caches, *, needs: tuple[str, ...], data: str, size: str = "full",
              student: str | None = None) -> list[Step]:
         """One run, then its sampled scores (MBPP train too unless it trained on it)."""
         c = self.config
-        steps = c.small_steps if size == "small" else c.full_steps
-        lr = c.small_lr if size == "small" else c.lr
-        train = train_step(f"train-{arm}", self.run_dir(arm), caches=caches, student=student or c.student, loss=loss,
-                           steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr),
-                           needs=needs, meta={"model": arm, "size": size, "data": data, "lr": lr},
-                           keep_checkpoints=False)
+        train = self._train(arm, loss, caches, steps=c.small_steps if size == "small" else c.full_steps, size=size,
+                            needs=needs, data=data, student=student)
         splits = ("test",) if arm in MBPP_TRAINED else ("test", "train")
         return [train, *self._scored(arm, str(self.run_dir(arm) / FINAL_DIR), role="distilled", size=size,
                                      needs=(train.name,), splits=splits)]
 
+    def _train(self, arm: str, loss: str, caches, *, steps: int, size: str, needs: tuple[str, ...], data: str,
+               student: str | None = None, meta: dict | None = None) -> Step:
+        c = self.config
+        lr = c.small_lr if size == "small" else c.lr
+        return train_step(f"train-{arm}", self.run_dir(arm), caches=caches, student=student or c.student, loss=loss,
+                          steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr),
+                          needs=(*needs, "cache-mbpp-references"),
+                          meta={"model": arm, "size": size, "data": data, "lr": lr, **(meta or {})},
+                          keep_checkpoints=False)
+
     def _schedule(self, steps: int, lr: float) -> list[str]:
-        """The same for every run of one size: warmup, batching, held-out points, seed."""
+        """The same for every run of one size: warmup, batching, held-out points, the probe, seed."""
         c = self.config
         every = max(1, steps // c.heldout_evals)
         held_out = min(0.5, c.heldout_examples / c.n_examples)
         return ["--lr", str(lr), "--warmup-steps", str(max(1, steps // 20)), "--grad-accum", str(c.grad_accum),
                 "--max-batch-tokens", str(c.max_batch_tokens), "--eval-every", str(every),
                 "--checkpoint-every", str(every), "--keep-checkpoints", "1", "--eval-fraction", f"{held_out:.6g}",
-                "--eval-max-examples", str(c.heldout_examples), "--heldout-per-sequence", "--seed", str(c.seed),
+                "--eval-max-examples", str(c.heldout_examples), "--heldout-per-sequence",
+                "--probe-cache", str(self.references_cache), "--seed", str(c.seed),
                 *c.distill_options.split()]
 
     def _scored(self, model: str, path: str, *, role: str, size: str, needs: tuple[str, ...] = (),
@@ -192,11 +257,13 @@ class GridV3:
         return eval_step(name, out, path, models_dir=c.models_dir, needs=needs,
                          meta={"model": model, "role": role, "mode": mode, **(meta or {})}, **options)
 
-    def _cache(self, name: str, out: Path, *, needs: tuple[str, ...] = (), **options) -> Step:
+    def _cache(self, name: str, out: Path, *, needs: tuple[str, ...] = (), model: str | None = None,
+               meta: dict | None = None, **options) -> Step:
+        """A cache of the teacher's (`model`: another one's, e.g. the pruned student's parent)."""
         c = self.config
-        return cache_step(name, out, models_dir=c.models_dir, needs=needs, model=c.teacher, backend=c.backend,
-                          student_tokenizer=c.student, teacher_template=c.template, student_template="plain",
-                          k=c.k, seed=c.seed, **options)
+        return cache_step(name, out, models_dir=c.models_dir, needs=needs, model=model or c.teacher,
+                          backend=c.backend, student_tokenizer=c.student, teacher_template=c.template,
+                          student_template="plain", k=c.k, seed=c.seed, meta=meta, **options)
 
 
 def build_plan(config: GridV3Config, cpu: str | None = None) -> list[Step]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common.machine import describe as describe_machine
 from study.engine.chart import recovery_chart
-from study.engine.results import heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates
+from study.engine.results import heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, probe_curve
 from study.engine.runner import step_state
 from study.engine.settings import split_list
 from study.engine.stats import compare_pooled, compare_rates, holm, paired_weighted_bootstrap
@@ -34,7 +34,7 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
     steps = grid.steps()
     states = {s.name: step_state(config.root, s) for s in steps}
     scores = Scores.of(grid)
-    arms = [s.meta["model"] for s in steps if s.kind == "train"]
+    arms = [s.meta["model"] for s in steps if s.kind == "train" and "teacher_choice" not in s.meta]
     report = {
         "config": json.loads((config.root / "experiment.json").read_text()) if (config.root / "experiment.json")
         .exists() else None,
@@ -46,6 +46,7 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
         "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
                      and (f := heldout_fidelity(grid.run_dir(arm)))},
         "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
+        "small_teacher": _read(grid.small_teacher_file),
         "machines": _machines(config.root),
     }
     report["unpaired"] = scores.unpaired
@@ -167,6 +168,9 @@ def _target_near(scores: Scores) -> dict:
 def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config) -> dict:
     question = ("How much of the pruned student's loss does distillation recover per million training tokens, "
                 "and with which loss?")
+    choice = _read(grid.small_teacher_file)
+    chose = (f"its teacher: the {'unpruned parent' if choice['chosen'] == 'parent' else '1.5B'}, because "
+             f"{choice['reason']}. " if choice else "")
     rows = []
     for loss in split_list(config.small_losses):
         arm = f"small-{loss}"
@@ -175,16 +179,18 @@ def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config) -> dict
         if result is None or not curve:
             continue
         tokens = curve[-1]["tokens_seen"]
+        probe = probe_curve(grid.run_dir(arm), grid.references_cache.name)
         rows.append({"arm": arm, "loss": loss, "tokens_seen": tokens, "fkl_before": curve[0]["fkl"],
-                     "fkl_after": curve[-1]["fkl"], "curve": curve, **result,
+                     "fkl_after": curve[-1]["fkl"], "curve": curve, "probe_curve": probe, **result,
                      "pass_gain_per_m_tokens": result["diff"] / (tokens / 1e6) if tokens else None})
     if not rows:
-        return {"question": question, "open": True, "answer": "not yet", "rows": []}
+        return {"question": question, "open": True, "answer": chose + "not yet", "rows": []}
     best = max(rows, key=lambda r: r["diff"])
-    answer = (f"best {best['arm']}: {_pts(best['diff'])} pts pass@1 over the pruned student after "
+    answer = (f"{chose}best {best['arm']}: {_pts(best['diff'])} pts pass@1 over the pruned student after "
               f"{best['tokens_seen'] / 1e6:.2f}M tokens (held-out FKL {best['fkl_before']:.3f} -> "
-              f"{best['fkl_after']:.3f}); " + "; ".join(f"{r['arm']} {_pts(r['diff'])} pts (p = {r['p_value']:.2g})"
-                                                       for r in rows))
+              f"{best['fkl_after']:.3f}" + (f"; NLL of MBPP train's reference programs {best['probe_curve'][0]['nll']:.3f}"
+                                            f" -> {best['probe_curve'][-1]['nll']:.3f}" if best["probe_curve"] else "")
+              + "); " + "; ".join(f"{r['arm']} {_pts(r['diff'])} pts (p = {r['p_value']:.2g})" for r in rows))
     return {"question": question, "open": len(rows) < len(split_list(config.small_losses)), "answer": answer,
             "rows": rows}
 
