@@ -2,7 +2,8 @@
 CPU class's measured profile (study/engine/profiles.py; a figure it lacks is the reference
 class's, labelled), applied to v3's steps. A sampled evaluation generates and runs n answers a
 task, so it is costed at n times a greedy one; a held-out check scales with the sequences it
-scores (the profile's figure is for 64)."""
+scores (the profile's figure is for 64; a run scores its held-out slice and as many reference
+programs, the probe)."""
 from __future__ import annotations
 
 from study.engine.profiles import BENCHMARK_TASKS as TASKS
@@ -54,10 +55,12 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
     if step.kind == "train":
         size = "small" if step.meta.get("size") == "small" else "full"
         steps = step.meta["steps"]
-        checks = (config.heldout_evals + 1) * p["heldout_eval_s"] * config.heldout_examples / PROFILE_HELDOUT_EXAMPLES
+        scored = 2 * config.heldout_examples  # the held-out slice and as many reference programs (the probe)
+        checks = (config.heldout_evals + 1) * p["heldout_eval_s"] * scored / PROFILE_HELDOUT_EXAMPLES
         return (p["train_overhead_s"] + steps * config.grad_accum * p["train_s_per_micro_batch"][size] + checks,
                 f"{steps} steps x {config.grad_accum} micro-batches x {p['train_s_per_micro_batch'][size]} s "
-                f"+ {config.heldout_evals + 1} held-out checks of {config.heldout_examples} sequences")
+                f"+ {config.heldout_evals + 1} checks of {config.heldout_examples} held-out sequences and "
+                f"{config.heldout_examples} reference programs")
     if step.kind == "prune":
         return p["prune_s"], "measured"
     return 5.0, "in-process"  # the verified answers, the references, a choice
