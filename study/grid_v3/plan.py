@@ -18,7 +18,8 @@ something:
 Every deciding evaluation is sampled (`eval_samples` answers per task at `eval_temperature`);
 models never trained on MBPP train are also scored there. Every run also scores MBPP train's
 reference programs at each held-out point (a probe cache, `akd distill --probe-cache`): one
-yardstick no teacher wrote, for runs from different teachers. Folders: caches/, data/, models/,
+yardstick no teacher wrote, for runs from different teachers (not held out for akd-mix and
+akd-mbpp, which train on answers to the same MBPP-train prompts). Folders: caches/, data/, models/,
 runs/<arm>/, choices/, evals/<cpu class>/<model>/<split>-<sampled|greedy>/.
 
 The same model answers differently on two CPU classes (their kernels differ; docs/measurements.md
