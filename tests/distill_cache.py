@@ -106,3 +106,13 @@ def random_cache(out_dir, *, examples: int = 40, vocab: int = 384, k: int = 4, r
             finish_reason="length" if length_every and i % length_every == 0 else "stop"))
     writer.close()
     return Path(out_dir)
+
+
+def student_cache_options(student) -> dict:
+    """random_cache options whose records the tiny student can train on: its vocabulary and
+    tokenizer fingerprint, short responses, small shards."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(student)
+    return dict(vocab=len(tokenizer), fingerprint=tokenizer_fingerprint(tokenizer), rows_per_shard=5,
+                response_len=(3, 16))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cache_schema import CacheError, tokenizer_fingerprint
-from distill_cache import random_cache
+from cache_schema import CacheError
+from distill_cache import random_cache, student_cache_options
 from pipeline.cli import main
 from pipeline.eval_command import distill_run_meta
 from stages.distill import DistillConfig, TokenizerMismatchError, train
@@ -103,12 +103,8 @@ def test_too_few_shards_for_the_readers_is_one_line(pair):
 
 @pytest.fixture(scope="module")
 def mixed_run(tiny_student, tmp_path_factory):
-    from transformers import AutoTokenizer
-
     root = tmp_path_factory.mktemp("mixed_run")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_student)
-    common = dict(vocab=len(tokenizer), fingerprint=tokenizer_fingerprint(tokenizer), rows_per_shard=5,
-                  response_len=(3, 16))
+    common = student_cache_options(tiny_student)
     teacher = random_cache(root / "teacher", examples=30, prefix="teacher", **common)
     onpolicy = random_cache(root / "onpolicy", examples=20, k=6, seed=1, prefix="onpolicy", **common)
     config = DistillConfig.from_options(dict(

@@ -7,8 +7,8 @@ import os
 import pytest
 from click.testing import CliRunner
 
-from cache_schema import CacheReader, tokenizer_fingerprint
-from distill_cache import random_cache
+from cache_schema import CacheReader
+from distill_cache import random_cache, student_cache_options
 from pipeline.cli import main
 from stages.distill import DistillConfig, DistillConfigError, TokenizerMismatchError, train
 from stages.distill.config import BatchingConfig
@@ -47,12 +47,8 @@ def test_a_cache_cannot_be_trained_on_and_probed():
 @pytest.fixture(scope="module")
 def runs(tiny_student, tmp_path_factory):
     """The same short run without and with a probe (every setting else equal)."""
-    from transformers import AutoTokenizer
-
     root = tmp_path_factory.mktemp("probe")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_student)
-    common = dict(vocab=len(tokenizer), fingerprint=tokenizer_fingerprint(tokenizer), rows_per_shard=5,
-                  response_len=(3, 16))
+    common = student_cache_options(tiny_student)
     teacher = random_cache(root / "teacher", examples=30, prefix="teacher", **common)
     refs = random_cache(root / "refs", examples=10, k=6, seed=3, prefix="refs", **common)
     base = DistillConfig.from_options(dict(
