@@ -7,7 +7,7 @@ programs, the probe)."""
 from __future__ import annotations
 
 from study.engine.profiles import BENCHMARK_TASKS as TASKS
-from study.engine.profiles import MBPP_ANSWER_TOKENS, MBPP_TRAIN_KEPT, Profile, load_profile
+from study.engine.profiles import MBPP_ANSWER_TOKENS, MBPP_REFERENCE_TOKENS, MBPP_TRAIN_KEPT, Profile, load_profile
 from study.grid_v3.config import GridV3Config
 
 PROFILE_HELDOUT_EXAMPLES = 64
@@ -41,8 +41,8 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
         tasks = TASKS[("mbpp", "train")]
         if config.eval_limit:
             tasks = min(tasks, config.eval_limit)
-        return (p["engine_s"] + tasks * MBPP_ANSWER_TOKENS / p["score_tok_s"],
-                f"{tasks} reference programs of ~{MBPP_ANSWER_TOKENS} tokens scored at {p['score_tok_s']:g} tok/s")
+        return (p["engine_s"] + tasks * MBPP_REFERENCE_TOKENS / p["score_tok_s"],
+                f"{tasks} reference programs of ~{MBPP_REFERENCE_TOKENS} tokens scored at {p['score_tok_s']:g} tok/s")
     if step.kind == "cache" and step.meta.get("teacher") == "parent":  # the 0.5B answers: faster than the 1.5B
         rate = p["eval_s_per_task"]["full"] / p["eval_s_per_task"]["teacher"]
         per_example = p["cache_s_per_example"] * rate
