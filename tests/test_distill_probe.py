@@ -91,3 +91,24 @@ def test_a_probe_added_on_resume_is_accepted(runs, tiny_student):
                                      "--final-dtype", "float32", "--heldout-per-sequence", "--deterministic",
                                      "--no-plots"])
     assert done.exit_code == 0, done.output
+
+
+def test_the_study_reads_a_probe_apart_from_the_held_out_slice(tmp_path):
+    from stages.distill.run_folder import METRICS_FILE, write_heldout_sequences
+    from study.engine.results import heldout_curve, heldout_sequences, probe_curve, probe_sequences
+
+    rows = [{"cache": "teacher", "example_id": "t:0:0", "tokens": 5, "ce": 1.0},
+            {"cache": "probe-refs", "example_id": "r:0:0", "tokens": 7, "ce": 2.0},
+            {"cache": "probe-other", "example_id": "o:0:0", "tokens": 3, "ce": 3.0}]
+    write_heldout_sequences(tmp_path, 0, 0, rows)
+    write_heldout_sequences(tmp_path, 4, 0, [{**r, "ce": r["ce"] / 2} for r in rows])
+    metrics = [{"split": "eval", "step": 0, "eval_fkl": 0.5, "eval_nll/probe-refs": 2.0},
+               {"split": "train", "step": 2, "tokens": 100}, {"split": "train", "step": 4, "tokens": 50},
+               {"split": "eval", "step": 4, "eval_fkl": 0.3, "eval_nll/probe-refs": 1.0}]
+    (tmp_path / METRICS_FILE).write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    assert list(heldout_sequences(tmp_path)) == ["teacher/t:0:0"]  # comparisons of runs never see a probe
+    assert probe_sequences(tmp_path, "refs") == {"r:0:0": {**rows[1], "ce": 1.0}}
+    assert probe_sequences(tmp_path, "refs", 0)["r:0:0"]["ce"] == 2.0
+    assert probe_curve(tmp_path, "refs") == [{"step": 0, "tokens_seen": 0, "nll": 2.0},
+                                            {"step": 4, "tokens_seen": 150, "nll": 1.0}]
+    assert [p["fkl"] for p in heldout_curve(tmp_path)] == [0.5, 0.3] and probe_curve(tmp_path, "none") == []
