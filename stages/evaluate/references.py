@@ -4,9 +4,9 @@ yardstick every student is measured on whichever teacher trained it.
 Each row asks the MBPP instruct prompt exactly as `akd eval` asks it (and as verified answers
 do) and answers with the task's human-written reference program inside a ```python fence, the
 shape the instruct models answer in, so that a model's NLL on it measures the code rather than
-the surprise of a bare program. Only the train split is offered: test tasks are never scored into a cache.
-`akd teacher-cache --dataset FILE --responses-from output` scores the file; a distillation run
-reads that cache with `--probe-cache`. FILE.meta.json records the counts.
+the surprise of a bare program. Only the train split is offered: test tasks are never scored
+into a cache. `akd teacher-cache --dataset FILE --responses-from output` scores the file; a
+distillation run reads that cache with `--probe-cache`. FILE.meta.json records the counts.
 """
 from __future__ import annotations
 

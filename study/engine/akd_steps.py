@@ -1,9 +1,9 @@
 """Steps that run one `akd` command each, built from the stages' own configs: a teacher cache, an
 evaluation, a distillation run, a pruned model, verified answers, reference answers. An
-experiment's definition names its folders and arms and calls these. Cache and evaluation commands are written from the
-stages' configs (`to_cli_args`, checked when the plan is built); a training command takes the
-definition's schedule as arguments, like the free-form `--distill-options` a user adds, and
-`akd distill` checks them when the step runs. (Grid v2 predates these and keeps its own
+experiment's definition names its folders and arms and calls these. Cache and evaluation
+commands are written from the stages' configs (`to_cli_args`, checked when the plan is built); a
+training command takes the definition's schedule as arguments, like the free-form
+`--distill-options` a user adds, and `akd distill` checks them when the step runs. (Grid v2 predates these and keeps its own
 builders in study/grid_v2/arms.py.)
 """
 from __future__ import annotations
@@ -88,18 +88,22 @@ def width_prune_step(name: str, source: str, out: Path, mlp_keep: float, *, mode
 
 
 def references_step(name: str, out: Path) -> Step:
-    """`akd data references`: MBPP train's reference programs as a dataset (kept: it is small)."""
-    meta_file = out.with_name(out.name.split(".")[0] + ".meta.json")
-    return Step(name, "data", out, command=lambda: ["data", "references", "--out", str(out)],
-                verify=lambda: meta_file.exists() and json.loads(meta_file.read_text())["kept"] > 0,
-                meta={"meta_file": str(meta_file)}, keeps=(out, meta_file))
+    """`akd data references`: MBPP train's reference programs as a dataset."""
+    return _dataset_step(name, out, ["data", "references", "--out", str(out)])
 
 
 def verified_answers_step(name: str, eval_dir: Path, out: Path, *, needs: tuple[str, ...]) -> Step:
     """`akd data verified-answers`: the evaluated answers that pass their own asserts, as a dataset
     (at least one kept, or the step is not done)."""
-    meta_file = out.with_name(out.name.split(".")[0] + ".meta.json")
-    return Step(name, "data", out, needs=needs,
-                command=lambda: ["data", "verified-answers", str(eval_dir), "--out", str(out)],
+    return _dataset_step(name, out, ["data", "verified-answers", str(eval_dir), "--out", str(out)], needs=needs)
+
+
+def _dataset_step(name: str, out: Path, command: list[str], *, needs: tuple[str, ...] = ()) -> Step:
+    """An `akd data` command writing a dataset and its .meta.json counts (both kept: they are
+    small); done when at least one row was kept."""
+    from stages.evaluate.verified import meta_path
+
+    meta_file = meta_path(out)
+    return Step(name, "data", out, needs=needs, command=lambda: command,
                 verify=lambda: meta_file.exists() and json.loads(meta_file.read_text())["kept"] > 0,
                 meta={"meta_file": str(meta_file)}, keeps=(out, meta_file))
