@@ -78,7 +78,7 @@ def test_probe_figures_sit_beside_the_held_out_ones_and_change_nothing_else(runs
     assert sum(r["cache"] == "probe-refs" for r in rows.values()) == 10
 
 
-def test_a_probe_added_on_resume_is_accepted(runs, tiny_student):
+def test_a_run_resumes_with_other_probes(runs, tiny_student):
     _, _, probed_config, _ = runs
     record = json.loads((probed_config.run_path / "config.json").read_text())
     assert record["options"]["probe_caches"] == list(probed_config.probe_caches)
