@@ -61,10 +61,8 @@ CATEGORIES = {
 }
 
 
-def matmul_peak(dtype: torch.dtype, tokens: int, chunk: int, flops: dict, repeats: int = 5) -> dict:
-    """GFLOP/s of torch.mm at the step's shapes, best of `repeats` each. `peak_gflops` is the best
-    shape's; `step_mix_gflops` the rate the step's own matmuls would run at (each shape's rate
-    weighted by its share of the step's FLOPs), which the step's share is measured against."""
+def matmul_rates(dtype: torch.dtype, tokens: int, chunk: int, repeats: int = 5) -> dict:
+    """GFLOP/s of torch.mm at the step's shapes, best of `repeats` each."""
     h, mlp, vocab = QWEN_05B["hidden_size"], QWEN_05B["intermediate_size"], QWEN_05B["vocab_size"]
     kv = h // QWEN_05B["num_attention_heads"] * QWEN_05B["num_key_value_heads"]
     shapes = {"q_o": (tokens, h, h), "k_v": (tokens, h, kv), "mlp_up": (tokens, h, mlp),
@@ -75,15 +73,26 @@ def matmul_peak(dtype: torch.dtype, tokens: int, chunk: int, flops: dict, repeat
         torch.mm(a, b)
         best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
         rates[name] = 2 * m * k * n / best / 1e9
+    return rates
+
+
+def matmul_peak(runs: list[dict], flops: dict) -> dict:
+    """The best rate of each shape over the runs (a shared VM's speed drifts within minutes, so
+    the rates are measured before and after the step's timings). `peak_gflops` is the best
+    shape's; `step_mix_gflops` the rate the step's own matmuls would run at (each shape's rate
+    weighted by its share of the step's FLOPs), which the step's share is measured against."""
+    rates = {name: max(run[name] for run in runs) for name in runs[0]}
     h, mlp = QWEN_05B["hidden_size"], QWEN_05B["intermediate_size"]
-    kv = shapes["k_v"][2]
+    kv = h // QWEN_05B["num_attention_heads"] * QWEN_05B["num_key_value_heads"]
     work = {"q_o": 2 * h * h, "k_v": 2 * h * kv, "mlp_up": 2 * h * mlp, "mlp_down": h * mlp}  # per token, per layer
     body = sum(work.values())
     mix = {name: flops["body"] * w / body for name, w in work.items()} | {"lm_head_chunk": flops["lm_head"]}
     seconds = sum(f / (rates[name] * 1e9) for name, f in mix.items())
-    return {"dtype": str(dtype).removeprefix("torch."), "gflops_by_shape": {k: round(v, 1) for k, v in rates.items()},
+    return {"gflops_by_shape": {k: round(v, 1) for k, v in rates.items()},
             "peak_gflops": round(max(rates.values()), 1),
-            "step_mix_gflops": round(sum(mix.values()) / seconds / 1e9, 1)}
+            "step_mix_gflops": round(sum(mix.values()) / seconds / 1e9, 1),
+            "step_mix_gflops_by_run": [round(sum(mix.values()) / sum(f / (run[name] * 1e9) for name, f in mix.items())
+                                             / 1e9, 1) for run in runs]}
 
 
 def step_flops(layers: int, tokens: int, response: int) -> dict:
@@ -105,6 +114,12 @@ def categorize(events) -> dict:
         seconds[category] += event.self_cpu_time_total / 1e6
     total = sum(seconds.values())
     return {c: {"s": round(s, 3), "share": round(s / total, 3)} for c, s in sorted(seconds.items(), key=lambda x: -x[1])}
+
+
+def top_ops(events, n: int = 15) -> list[dict]:
+    """The ops that took most self CPU time: what a category's figure is made of."""
+    ranked = sorted(events, key=lambda e: -e.self_cpu_time_total)[:n]
+    return [{"op": e.key, "s": round(e.self_cpu_time_total / 1e6, 3), "calls": e.count} for e in ranked]
 
 
 def _timed(fn) -> float:
@@ -149,16 +164,20 @@ def main(layers, tokens, repeats, accumulations, precision, out):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    mm_dtype = torch.bfloat16 if bf16 else torch.float32
+    rates_before = matmul_rates(mm_dtype, int(batch["input_ids"].numel()), chunk)
     for accumulate in accumulations:  # warm-up: optimizer state, allocator pools (the first steps
         step(accumulate)               # of a process fault in gigabytes of fresh pages: seconds each)
     per_micro_batch = {g: [_timed(lambda: step(g)) / g for _ in range(repeats)] for g in accumulations}
     times = per_micro_batch[accumulations[0]]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step(accumulations[0])
-    breakdown = categorize(prof.key_averages())
+    events = prof.key_averages()
+    breakdown = categorize(events)
     seq_tokens = int(batch["attention_mask"].sum())
     flops = step_flops(layers, seq_tokens, int(batch["response_mask"].sum()))
-    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32, int(batch["input_ids"].numel()), chunk, flops)
+    rates_after = matmul_rates(mm_dtype, int(batch["input_ids"].numel()), chunk)
+    peak = {"dtype": str(mm_dtype).removeprefix("torch."), **matmul_peak([rates_before, rates_after], flops)}
     median = statistics.median(times)
     achieved = flops["total"] / median / 1e9
     facts = machine_facts()
@@ -179,6 +198,7 @@ def main(layers, tokens, repeats, accumulations, precision, out):
         "share_of_best_shape": round(achieved / peak["peak_gflops"], 3),
         "goal_share_of_peak": GOALS.get(cls),
         "profiled_step_breakdown": breakdown,
+        "profiled_top_ops": top_ops(events),
         "bench_wall_s": round(time.perf_counter() - started, 1),
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)

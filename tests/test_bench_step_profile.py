@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_step_profile import QWEN_05B, categorize, step_flops  # noqa: E402
+from bench_step_profile import QWEN_05B, categorize, matmul_peak, step_flops  # noqa: E402
 
 
 def test_the_body_flops_are_six_per_token_per_weight_of_the_real_layers():
@@ -33,3 +33,14 @@ def test_profiled_ops_fall_into_their_categories_and_shares_sum_to_one():
     assert found["matmul"]["s"] == 6.0 and found["optimizer"]["s"] == 1.0
     assert found["casts_copies"]["s"] == 1.0 and found["other"]["s"] == 2.0
     assert sum(c["share"] for c in found.values()) == pytest.approx(1.0)
+
+
+def test_the_peak_is_each_shapes_best_run_and_the_mix_weights_shapes_by_their_flops():
+    flops = step_flops(24, tokens=512, response=242)
+    slow = {"q_o": 100.0, "k_v": 100.0, "mlp_up": 100.0, "mlp_down": 100.0, "lm_head_chunk": 100.0}
+    fast = {**slow, "mlp_up": 400.0}
+    peak = matmul_peak([slow, fast], flops)
+    assert peak["gflops_by_shape"]["mlp_up"] == 400.0 and peak["peak_gflops"] == 400.0
+    assert 100.0 < peak["step_mix_gflops"] < 400.0
+    assert peak["step_mix_gflops_by_run"][0] == 100.0 and peak["step_mix_gflops_by_run"][1] == peak["step_mix_gflops"]
+    assert matmul_peak([slow], flops)["step_mix_gflops"] == 100.0

@@ -14,6 +14,7 @@ from stages.distill.losses import (
     topk_distill_loss_from_logits,
 )
 from stages.distill.losses.categories import Categories
+from stages.distill.losses.chunked import _rows_beyond, _write_or_add
 from stages.distill.losses.divergences import head_mask
 from stages.distill.losses.student_logits import StudentTopk
 
@@ -350,6 +351,32 @@ def test_low_precision_hidden_path_tracks_float32():
     assert h16.grad.dtype == w16.grad.dtype == torch.bfloat16
     for low, full in ((h16.grad, h32.grad), (w16.grad, w32.grad)):
         assert (low.float() - full).norm() < 0.05 * full.norm()
+
+
+
+def test_autocast_head_gradient_is_written_by_chunks_not_added_to_zeros():
+    """Under autocast the hidden states are bf16 and the head's master weight float32: its gradient
+    is the chunks' bf16 products summed in float32, the padded rows exactly 0."""
+    c = make_case(n=12, vocab=40, k=6, hidden=16, dtype=torch.float32)
+    teacher = (c["ids"], c["logprobs"], c["mass"], c["targets"], LossConfig(chunk_size=5))
+    h16 = c["h"].detach().bfloat16().requires_grad_()
+    w_padded = torch.cat([c["w"].detach(), torch.ones(3, 16)]).requires_grad_()
+    loss, _ = topk_distill_loss(h16, w_padded, *teacher, vocab_size=40)
+    loss.backward()
+    w32 = c["w"].detach().requires_grad_()
+    topk_distill_loss(c["h"].detach(), w32, *teacher)[0].backward()
+    assert w_padded.grad.dtype == torch.float32 and w_padded.grad[40:].abs().max() == 0
+    assert (w_padded.grad[:40] - w32.grad).norm() < 0.05 * w32.grad.norm()
+    poisoned = torch.full((4, 2), 7.0)  # what an uninitialised buffer may hold
+    a, b = torch.ones(4, 3, dtype=torch.bfloat16), torch.ones(3, 2, dtype=torch.bfloat16)
+    _write_or_add(poisoned, a, b, add=False)
+    assert poisoned.eq(3).all()
+    _write_or_add(poisoned, a, b, add=True)
+    assert poisoned.eq(6).all()
+    same = torch.full((4, 2), 7.0, dtype=torch.bfloat16)
+    _write_or_add(same, a, b, add=False)
+    assert same.eq(3).all()
+    assert _rows_beyond(torch.ones(5, 2), 3)[3:].eq(0).all()
 
 
 # ----------------------------------------------------------------------------- masking
