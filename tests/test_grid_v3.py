@@ -150,6 +150,26 @@ def test_the_report_pairs_evaluations_only_within_one_cpu_class():
                                 "waits_for": "akd-mix evaluated on amx"}]
 
 
+
+def test_the_report_weighs_greedy_against_sampled_on_pairs_scored_both_ways():
+    from study.grid_v3.report import Scores, _greedy_or_sampled, _power_row
+
+    def rates(*values):
+        return {"humaneval": {f"HumanEval/{i}": v for i, v in enumerate(values)}}
+
+    sampled = {CPU: {"akd": rates(0.8, 0.4, 0.6, 0.2), "student": rates(0.6, 0.4, 0.4, 0.2)}}
+    greedy = {CPU: {"akd": rates(1.0, 0.0, 1.0, 0.0), "student": rates(0.0, 1.0, 1.0, 0.0)},
+              "amx": {"akd": rates(1.0, 1.0, 1.0, 1.0)}}  # no sampled pair on amx: no row
+    rows = _greedy_or_sampled(Scores(sampled, greedy), ["akd", "small-akd"], samples=5)
+    assert [(r["a"], r["b"], r["cpu_class"]) for r in rows] == [("akd", "student", CPU)]
+    expect = {m: compare_pooled(t[CPU]["akd"], t[CPU]["student"], test=compare_rates)["pooled"]["se"]
+              for m, t in (("sampled", sampled), ("greedy", greedy))}
+    row = rows[0]
+    assert row["se_sampled"] == pytest.approx(expect["sampled"]) and row["se_greedy"] == pytest.approx(expect["greedy"])
+    assert row["se_ratio"] > 1 and row["greedy_tasks_worth"] == pytest.approx(row["se_ratio"] ** 2)
+    assert "| akd vs student | avx512_bf16 | humaneval |" in _power_row(row)
+
+
 def test_bad_settings_are_refused_in_one_line():
     with pytest.raises(ExperimentError, match="--small-losses: unknown loss 'kl'"):
         GridV3Config(small_losses="kl,akd")

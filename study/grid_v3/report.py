@@ -43,6 +43,7 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
         "answers": [_beats_original(scores, arms), _target_near(scores), _pruned_recovery(grid, scores, config),
                     _losses_front(grid, scores, config)],
         "table": _table(scores),
+        "power": _greedy_or_sampled(scores, arms, config.eval_samples),
         "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
                      and (f := heldout_fidelity(grid.run_dir(arm)))},
         "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
@@ -229,6 +230,30 @@ def _nats(result: dict) -> str:
             f"{result['mean_a']:.4f} vs {result['mean_b']:.4f})")
 
 
+def _greedy_or_sampled(scores: Scores, arms: list[str], samples: int) -> list[dict]:
+    """For every arm scored both ways against its original on one CPU class: the standard error of
+    the paired difference (pooled over the benchmarks all four evaluations share), greedy against
+    sampled. Sampled decides more per generated token where (se_greedy / se_sampled)^2, the
+    number of greedy tasks its one task is worth, exceeds the answers it costs per task."""
+    rows = []
+    for cpu in sorted(set(scores.sampled) & set(scores.greedy)):
+        sampled, greedy = scores.sampled[cpu], scores.greedy[cpu]
+        for arm in arms:
+            original = original_of(arm)
+            sides = [table.get(model, {}) for table in (sampled, greedy) for model in (arm, original)]
+            shared = tuple(x for x in sides[0] if all(x in side for side in sides))
+            if not shared:
+                continue
+            se = {mode: compare_pooled(table[arm], table[original], benchmarks=shared, names=(arm, original),
+                                       test=compare_rates)["pooled"]["se"]
+                  for mode, table in (("sampled", sampled), ("greedy", greedy))}
+            ratio = se["greedy"] / se["sampled"] if se["sampled"] else None
+            rows.append({"a": arm, "b": original, "cpu_class": cpu, "benchmarks": list(shared),
+                         "se_greedy": se["greedy"], "se_sampled": se["sampled"], "se_ratio": ratio,
+                         "greedy_tasks_worth": None if ratio is None else ratio ** 2, "answers_per_task": samples})
+    return rows
+
+
 # ---- the tables ----
 def _table(scores: Scores) -> list[dict]:
     """One row per model and CPU class it was scored on."""
@@ -291,6 +316,11 @@ def markdown(report: dict) -> str:
         cells = [row["cpu_class"], _pct(s.get("humaneval")), _pct(s.get("mbpp")), _pct(s.get("mbpp_train")),
                  _pct(g.get("humaneval")), _pct(g.get("mbpp"))]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    if report.get("power"):
+        lines += ["", "## Greedy or sampled: which decides more per generated token", "",
+                  "| pair | CPU class | benchmarks | SE of the difference, greedy | sampled | ratio | one sampled task "
+                  "is worth (greedy tasks) | answers it costs |", "|---|---|---|---|---|---|---|---|"]
+        lines += [_power_row(r) for r in report["power"]]
     if report["mbpp_answers"]:
         answers = report["mbpp_answers"]
         left_out = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(answers.get("left_out", {}).items()))
@@ -300,6 +330,14 @@ def markdown(report: dict) -> str:
     lines += [f"| {r['step']} | {r['machine'] or '–'} | {r['wall_s'] if r['wall_s'] is not None else '–'} |"
               for r in report["machines"]]
     return "\n".join(lines) + "\n"
+
+
+def _power_row(r: dict) -> str:
+    ratio, worth = r["se_ratio"], r["greedy_tasks_worth"]
+    return (f"| {r['a']} vs {r['b']} | {r['cpu_class']} | {', '.join(r['benchmarks'])} | "
+            f"{100 * r['se_greedy']:.2f} pts | {100 * r['se_sampled']:.2f} pts | "
+            f"{'–' if ratio is None else f'{ratio:.2f}'} | {'–' if worth is None else f'{worth:.1f}'} | "
+            f"{r['answers_per_task']} |")
 
 
 def _pct(value: float | None) -> str:
