@@ -41,6 +41,11 @@ def test_target_near_data_comes_first_then_the_pruned_student_and_every_need_bef
     assert names.index("cache-mbpp-references") < names.index("train-akd-mix")  # every run's probe
     assert names.index("eval-akd-mix-test-sampled@avx512_bf16") < names.index("prune-small")
     assert names[-1].endswith("-test-greedy@avx512_bf16") and "eval-teacher-test-sampled@avx512_bf16" in names
+    power = names.index("eval-akd-mix-test-sampled@avx512_bf16")  # greedy vs sampled on the first pair, early
+    assert names[power + 1:power + 3] == ["eval-student-test-greedy@avx512_bf16", "eval-akd-mix-test-greedy@avx512_bf16"]
+    greedy = [n.removesuffix("-test-greedy@avx512_bf16") for n in names if n.endswith("-test-greedy@avx512_bf16")]
+    sampled = [n.removesuffix("-test-sampled@avx512_bf16") for n in names if n.endswith("-test-sampled@avx512_bf16")]
+    assert sorted(greedy) == sorted(sampled)  # every model's headline once, none moved twice
     assert not [n for n in names if n.startswith(("eval-akd-mix-train", "eval-akd-mbpp-train"))]
     assert "eval-akd-train-sampled@avx512_bf16" in names  # never trained on MBPP train: scored there too
     no_greedy = build_plan(GridV3Config(out_dir=str(tmp_path), greedy_headline=False, full_losses=""), CPU)

@@ -13,7 +13,9 @@ something:
    study/grid_v3/teacher_choice.py), then it trains with each of `small_losses` on the chosen
    teacher's cache (its recovery curve: held-out fidelity at every checkpoint);
 3. the full-size student with the other losses (`full_losses`) on the same cache and budget;
-4. the teacher's own scores (the accuracy loss), then the greedy headline of every model.
+4. the teacher's own scores (the accuracy loss), then the greedy headline of every model (of the
+   student and akd-mix right after akd-mix's sampled one: the first pair that weighs greedy
+   against sampled pass@1).
 
 Every deciding evaluation is sampled (`eval_samples` answers per task at `eval_temperature`);
 models never trained on MBPP train are also scored there. Every run also scores MBPP train's
@@ -47,6 +49,9 @@ from study.grid_v3.teacher_choice import CANDIDATES, choose_small_teacher
 
 TEST = ("humaneval", "mbpp")
 MBPP_TRAINED = ("akd-mix", "akd-mbpp")  # trained on MBPP train answers: never scored on that split
+# the first pair scored greedy as well as sampled: the paired difference's standard error each way says
+# what a sampled task is worth (issue 24's power ratio) while the rest of the plan can still use it
+POWER_PAIR = ("student", "akd-mix")
 ORIGINALS = ("student", "small")  # what the distilled students are compared with: re-evaluated per CPU class
 EVAL_STEP = re.compile(r"^eval-(?P<model>.+)-(?P<split>test|train)-(?P<mode>sampled|greedy)@(?P<cpu>[a-z0-9_]+)$")
 
@@ -99,6 +104,7 @@ class GridV3:
         steps += self._scored("student", c.student, role="student", size="full")
         mix = [(self.codealpaca_cache, 1 - c.mbpp_weight), (self.mbpp_cache, c.mbpp_weight)]
         steps += self._arm("akd-mix", "akd", mix, needs=("cache-codealpaca", "cache-mbpp-train"), data="mix")
+        steps += self._greedy(POWER_PAIR)  # greedy against sampled, early enough to adjust eval_samples
         steps += self._arm("akd-mbpp", "akd", [(self.mbpp_cache, None)], needs=("cache-mbpp-train",), data="mbpp")
         steps += self._arm("akd", "akd", [(self.codealpaca_cache, None)], needs=("cache-codealpaca",),
                            data="codealpaca")
@@ -118,11 +124,15 @@ class GridV3:
                                data="codealpaca")
         # 4. the teacher's scores, then the greedy headline
         steps += self._scored("teacher", c.teacher, role="teacher", size="teacher", splits=("test",))
-        if c.greedy_headline:
-            for model, path, role, needs in self._models():
-                steps.append(self._eval(f"eval-{model}-test-greedy", model, path, "test", "greedy", role=role,
-                                        needs=needs))
+        steps += self._greedy([m for m, *_ in self._models() if m not in POWER_PAIR])
         return self._on_this_class(steps)
+
+    def _greedy(self, names) -> list[Step]:
+        """The greedy headline evaluations of the named models (none without greedy_headline)."""
+        if not self.config.greedy_headline:
+            return []
+        return [self._eval(f"eval-{model}-test-greedy", model, path, "test", "greedy", role=role, needs=needs)
+                for model, path, role, needs in self._models() if model in names]
 
     def evaluations_done(self) -> dict[tuple[str, str, str], dict[str, Path]]:
         """(model, split, mode) -> {CPU class: folder} of every finished deciding or headline
