@@ -65,3 +65,14 @@ def test_sample_churn_counts_identical_answers_and_flips_each_way():
     assert found["samples"] == 4 and found["identical_solutions"] == 2  # the unshared row is left out
     assert (found["pass_a"], found["pass_b"], found["only_a_passes"], found["only_b_passes"]) == (2, 2, 1, 1)
     assert found["mcnemar_p"] == 1.0
+
+
+def test_sample_churn_compares_per_task_rates_over_each_tasks_samples():
+    from sample_churn import churn
+
+    a = {("T/0", 0): {"solution": "p", "passed": True}, ("T/0", 1): {"solution": "q", "passed": True},
+         ("T/1", 0): {"solution": "r", "passed": False}, ("T/1", 1): {"solution": "s", "passed": True}}
+    b = {**a, ("T/0", 1): {"solution": "q2", "passed": False}}
+    rates = churn(a, b)["per_task_rates"]
+    assert rates["n_tasks"] == 2 and rates["pass_rate_a"] == 0.75 and rates["pass_rate_b"] == 0.5
+    assert rates["diff"] == 0.25
