@@ -184,6 +184,29 @@ def test_bad_settings_are_refused_in_one_line():
         GridV3Config(eval_samples=0)
 
 
+def test_status_read_from_another_folder_is_refused_in_one_line_not_shown_all_pending(tmp_path, monkeypatch):
+    """A grid records its folder relative to where it ran (its steps' commands do too)."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    clone = tmp_path / "clone"
+    root = clone / "experiments" / "v3"
+    root.mkdir(parents=True)
+    (root / "experiment.json").write_text(json.dumps({"out_dir": "experiments/v3"}))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for command in ("status", "report"):
+        shown = CliRunner().invoke(main, ["experiment", "v3", command, "--out-dir", str(root), "--keep-dir", ""])
+        assert shown.exit_code != 0 and "Traceback" not in shown.output, shown.output
+        assert f"{root / 'experiment.json'} records its folder as 'experiments/v3', relative to the folder it " \
+               "ran from" in shown.output
+        assert not (tmp_path / "elsewhere" / "results").exists()  # no empty report written
+    monkeypatch.chdir(clone)  # from the folder it ran in, the absolute path names the same folder
+    shown = CliRunner().invoke(main, ["experiment", "v3", "status", "--out-dir", str(root), "--keep-dir", ""])
+    assert shown.exit_code == 0 and "pending  cache-codealpaca" in shown.output, shown.output
+
+
 @pytest.mark.slow
 def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_path):
     teacher, student = tiny_models

@@ -47,4 +47,14 @@ def load_settings(cls, out_dir, file_name: str, command: str):
     if not path.exists():
         raise ExperimentError(f"{path} does not exist: no `{command}` has been started in {out_dir}")
     fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in fields})
+    settings = cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in fields})
+    recorded = Path(settings.out_dir)
+    if recorded.resolve() != Path(out_dir).resolve():
+        # Its steps' commands and folders are relative to where it ran: read from anywhere
+        # else, every step would look pending and the report empty, without a word.
+        raise ExperimentError(
+            f"{path} records its folder as {settings.out_dir!r}"
+            + (", relative to the folder it ran from" if not recorded.is_absolute() else "")
+            + f"; from {Path.cwd()} that is another folder: run this command from the folder the "
+            f"experiment ran in (there: --out-dir {settings.out_dir})")
+    return settings
