@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from study.engine.stats import (binomial_two_sided_p, compare, compare_pooled, compare_rates, detectable_difference, holm,
-                                mcnemar, paired_bootstrap, paired_weighted_bootstrap)
+                                mcnemar, paired_bootstrap, paired_weighted_bootstrap, samples_per_task)
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
@@ -215,6 +215,33 @@ def test_more_samples_per_task_shrink_the_standard_error_and_find_a_real_gap():
     assert twenty["se"] < five["se"] < greedy["se"]
     assert twenty["detectable_diff"] < 0.04 < greedy["detectable_diff"]
     assert twenty["verdict"].startswith("A better")
+
+
+def test_the_projection_to_other_answer_counts_is_exact_at_its_own_and_predicts_another():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.05, 0.95, size=3000)
+    other = np.clip(base + rng.normal(0.0, 0.15, size=base.size), 0, 1)  # true task-level differences
+    truth = float(np.var(other - base))
+    a5, b5 = sampled(rng, other, 5), sampled(rng, base, 5)
+    found = samples_per_task(a5, b5, 5, answers=(5, 40))
+    at_five, at_forty = found["projected"]
+    assert at_five["se"] == pytest.approx(compare_rates(a5, b5)["se"], rel=1e-9)  # today's, exactly
+    assert found["task_variance"] == pytest.approx(truth, rel=0.1)
+    measured_forty = compare_rates(sampled(rng, other, 40), sampled(rng, base, 40))["se"]
+    assert at_forty["se"] == pytest.approx(measured_forty, rel=0.06)  # predicted from 5 answers a task
+    assert found["se_limit"] < at_forty["se"] < at_five["se"]
+    assert at_five["detectable_diff"] == pytest.approx(2.8016 * at_five["se"], rel=1e-4)
+    assert 0 < found["noise_share"] < 1
+
+
+def test_the_projection_of_equal_models_is_all_noise_and_needs_two_answers():
+    rng = np.random.default_rng(2)
+    rates = rng.uniform(0.1, 0.9, size=2000)
+    found = samples_per_task(sampled(rng, rates, 5), sampled(rng, rates, 5), 5, answers=(5, 20))
+    assert found["task_variance"] < 0.1 * found["noise_variance"]  # nothing but sampling noise
+    assert found["projected"][1]["se"] == pytest.approx(found["projected"][0]["se"] / 2, rel=0.1)
+    with pytest.raises(ValueError, match="at least 2 answers"):
+        samples_per_task({"t0": 1.0, "t1": 0.0}, {"t0": 1.0, "t1": 0.0}, 1)
 
 
 def test_pooled_rates_prefix_the_benchmarks_and_test_them_together():

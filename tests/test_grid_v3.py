@@ -175,6 +175,26 @@ def test_the_report_weighs_greedy_against_sampled_on_pairs_scored_both_ways():
     assert "| akd vs student | avx512_bf16 | humaneval |" in _power_row(row)
 
 
+def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
+    from study.engine.stats import samples_per_task
+    from study.grid_v3.report import Scores, _answers_per_task, _answers_row
+
+    def rates(*values):
+        return {"humaneval": {f"HumanEval/{i}": v for i, v in enumerate(values)},
+                "mbpp": {f"Mbpp/{i}": 1 - v for i, v in enumerate(values)}}
+
+    sampled = {CPU: {"akd": rates(0.8, 0.4, 0.6, 0.2), "student": rates(0.6, 0.4, 0.4, 0.2)},
+               "amx": {"akd": rates(0.8, 0.4, 0.6, 0.2)}}  # its original not scored there: no row
+    rows = _answers_per_task(Scores(sampled, {}), ["akd", "small-akd"], samples=5)
+    assert [(r["a"], r["b"], r["cpu_class"], r["n_tasks"]) for r in rows] == [("akd", "student", CPU, 8)]
+    pooled = [{f"{x}/{t}": v for x, tasks in sampled[CPU][m].items() for t, v in tasks.items()} for m in ("akd", "student")]
+    assert rows[0]["projected"] == samples_per_task(*pooled, 5)["projected"]  # both benchmarks, one sample
+    at_five = next(p for p in rows[0]["projected"] if p["answers"] == 5)
+    assert at_five["se"] == pytest.approx(compare_rates(*pooled)["se"])
+    assert _answers_row(rows[0]).startswith("| akd vs student | avx512_bf16 | 8 | 5 |")
+    assert _answers_per_task(Scores(sampled, {}), ["akd"], samples=1) == []  # one answer: no noise to split off
+
+
 def test_bad_settings_are_refused_in_one_line():
     with pytest.raises(ExperimentError, match="--small-losses: unknown loss 'kl'"):
         GridV3Config(small_losses="kl,akd")

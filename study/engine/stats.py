@@ -209,6 +209,44 @@ def compare_rates(a: dict[str, float], b: dict[str, float], *, names: tuple[str,
             "detectable_diff": detectable}
 
 
+def samples_per_task(a: dict[str, float], b: dict[str, float], samples: int, *,
+                     answers: tuple[int, ...] = (1, 2, 3, 5, 10, 20), alpha: float = 0.05,
+                     power: float = 0.8) -> dict:
+    """How the paired difference's standard error would move with another number of sampled
+    answers per task, from one pair scored with `samples` answers per task on both sides.
+
+    A task's rate c/n is its true rate plus binomial noise (the n answers are independent draws
+    given the task), so the per-task differences' variance splits into the spread of the true
+    differences between tasks (no number of answers removes it) and the sampling noise, which
+    falls as 1/n. The noise is estimated without bias from each side's p(1 - p)/(n - 1) (at most
+    the whole observed variance: on few tasks the estimate can exceed it); the task part is what
+    remains. With m answers per task the variance would be
+    task + noise x n / m; at m = n that is exactly today's. The budget question then reads off
+    the table: past the m where the noise is a small share, more answers buy little.
+
+    Keys: n_tasks, samples, task_variance, noise_variance (of one task's difference, at
+    `samples`), noise_share, se_limit (the standard error with infinitely many answers), and
+    projected: [{answers, se, detectable_diff}] (detectable at `alpha` with `power`, normal).
+    """
+    if samples < 2:
+        raise ValueError(f"need at least 2 answers per task to split the noise off, got {samples}")
+    tasks = _same_tasks(a, b)
+    if len(tasks) < 2:
+        raise ValueError(f"need at least 2 shared tasks, got {len(tasks)}")
+    x, y = (np.array([_rate(side, scores, t) for t in tasks]) for side, scores in (("a", a), ("b", b)))
+    total = float(np.var(x - y, ddof=1))
+    noise = min(float(np.mean((x * (1 - x) + y * (1 - y)) / (samples - 1))), total)  # no more than all of it
+    task = total - noise
+    z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    projected = []
+    for m in answers:
+        se = float(np.sqrt((task + noise * samples / m) / len(tasks)))
+        projected.append({"answers": m, "se": se, "detectable_diff": z * se})
+    return {"n_tasks": len(tasks), "samples": samples, "task_variance": task, "noise_variance": noise,
+            "noise_share": noise / total if total else None, "se_limit": float(np.sqrt(task / len(tasks))),
+            "projected": projected}
+
+
 def _rate(side: str, scores: dict, task: str) -> float:
     value = scores[task]
     if isinstance(value, (bool, np.bool_)):
