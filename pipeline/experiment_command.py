@@ -182,14 +182,18 @@ def v3_estimate_command(**options):
     """The expected minutes of every step of grid v3 on this CPU class, and the total
     (study/grid_v3/cost.py: this class's measured profile)."""
     from study.engine.profiles import REFERENCE_CLASS, load_profile
-    from study.grid_v3.cost import estimate, total_hours
+    from study.grid_v3.cost import estimate, hours_left, total_hours, with_progress
     from study.grid_v3.plan import build_plan
 
     config, profile = GridV3Config(**options), load_profile()
     click.echo(f"figures measured on {profile.cpu_class}" + (
         f"; not measured there, taken from {REFERENCE_CLASS}: {', '.join(profile.borrowed())}"
         if profile.borrowed() else ""))
-    rows = estimate(config, build_plan(config), profile)
+    steps = build_plan(config)
+    rows = with_progress(estimate(config, steps, profile), steps, config.root)
     for row in rows:
-        click.echo(f"{row['minutes']:8.1f} min  {row['step']:44} {row['basis']}")
-    click.echo(f"total: {total_hours(rows):.1f} h")
+        took = (f"  (done: took {row['took_minutes']} min on {row['ran_on']})" if row["took_minutes"] is not None
+                else "  (done)" if row["state"] == "done" else "")
+        click.echo(f"{row['minutes']:8.1f} min  {row['step']:44} {row['basis']}{took}")
+    click.echo(f"total: {total_hours(rows):.1f} h; left (steps not done in {config.out_dir}): "
+               f"{hours_left(rows):.1f} h")

@@ -328,3 +328,24 @@ def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answ
     assert small["minutes"] > full["minutes"] and total_hours(list(rows.values())) > 10
     printed = CliRunner().invoke(main, ["experiment", "v3", "estimate", "--out-dir", str(tmp_path)])
     assert printed.exit_code == 0 and "total:" in printed.output and "train-small-akd" in printed.output
+
+
+def test_the_estimate_of_what_is_left_counts_only_the_steps_not_done_and_shows_what_they_took(tmp_path):
+    from study.engine.profiles import load_profile
+    from study.grid_v3.cost import estimate, hours_left, total_hours, with_progress
+
+    config = GridV3Config(out_dir=str(tmp_path))
+    steps = build_plan(config, CPU)
+    done = next(s for s in steps if s.name == "data-mbpp-references")
+    meta_file = Path(done.meta["meta_file"])
+    meta_file.parent.mkdir(parents=True, exist_ok=True)
+    meta_file.write_text(json.dumps({"kept": 374}))
+    (tmp_path / "steps").mkdir()
+    (tmp_path / "steps" / f"{done.name}.json").write_text(json.dumps(
+        {"name": done.name, "status": "done", "command": [str(a) for a in done.command()], "wall_s": 126.0,
+         "machine": {"isa": ["avx2", "avx512f", "avx512_bf16"]}}))
+    rows = with_progress(estimate(config, steps, load_profile(CPU)), steps, tmp_path)
+    row = next(r for r in rows if r["step"] == done.name)
+    assert (row["state"], row["took_minutes"], row["ran_on"]) == ("done", 2.1, CPU)
+    assert all(r["state"] == "pending" and r["took_minutes"] is None for r in rows if r is not row)
+    assert hours_left(rows) == pytest.approx(total_hours(rows) - row["minutes"] / 60)

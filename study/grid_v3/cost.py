@@ -6,8 +6,10 @@ scores (the profile's figure is for 64; a run scores its held-out slice and as m
 programs, the probe)."""
 from __future__ import annotations
 
+from common.machine import cpu_class
 from study.engine.profiles import BENCHMARK_TASKS as TASKS
 from study.engine.profiles import MBPP_ANSWER_TOKENS, MBPP_REFERENCE_TOKENS, MBPP_TRAIN_KEPT, Profile, load_profile
+from study.engine.runner import read_record, step_state
 from study.grid_v3.config import GridV3Config
 
 PROFILE_HELDOUT_EXAMPLES = 64
@@ -25,6 +27,24 @@ def estimate(config: GridV3Config, steps, profile: Profile | None = None) -> lis
 
 def total_hours(rows: list[dict]) -> float:
     return sum(r["minutes"] for r in rows) / 60
+
+
+def with_progress(rows: list[dict], steps, root) -> list[dict]:
+    """The rows with each step's state in the grid at `root`, and for a finished step the minutes
+    it took and the CPU class it ran on (wall time: pauses and other jobs included), so the
+    estimate of what is left counts only the steps not done."""
+    out = []
+    for row, step in zip(rows, steps, strict=True):
+        record = read_record(root, step.name)
+        state = step_state(root, step)
+        took = record.get("wall_s") if state == "done" and record else None
+        out.append({**row, "state": state, "took_minutes": None if took is None else round(took / 60, 1),
+                    "ran_on": cpu_class(record["machine"]) if took is not None and record.get("machine") else None})
+    return out
+
+
+def hours_left(rows: list[dict]) -> float:
+    return sum(r["minutes"] for r in rows if r.get("state") != "done") / 60
 
 
 def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
