@@ -2,6 +2,8 @@
 fallback where vLLM is not installed."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from .progress import generation_bar
@@ -35,10 +37,12 @@ class HfEngine:
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
                  seeds: list[int] | None = None,
-                 progress: str | None = None) -> list[list[Generation]]:
+                 progress: str | None = None,
+                 on_done: Callable[[int, list[Generation]], None] | None = None) -> list[list[Generation]]:
         """Sampling draws from one generator per batch, seeded with the batch's first seed
         (`seeds`, or spec.seed + the batch's offset): reproducible for the same batching.
-        `progress`: a bar of that label, advanced batch by batch."""
+        `progress`: a bar of that label, advanced batch by batch; `on_done`: each prompt of a
+        batch once the batch is done (see Engine.generate)."""
         check_prompts(prompts, spec, self.max_model_len, self.max_logprobs, seeds)
         results: list[list[Generation]] = []
         with generation_bar(progress, len(prompts), spec.n) as bar:
@@ -47,6 +51,9 @@ class HfEngine:
                 batch = self._generate_batch(prompts[start:start + self.batch_size], spec, seed)
                 results.extend(batch)
                 bar.done(batch)
+                if on_done is not None:
+                    for offset, generations in enumerate(batch):
+                        on_done(start + offset, generations)
         return results
 
     def _generate_batch(self, prompts: list[list[int]], spec: SamplingSpec,

@@ -27,16 +27,3 @@ def generation_bar(label: str | None, prompts: int, n: int):
     with tqdm(total=prompts * n, desc=label, unit="answer", dynamic_ncols=True,
               disable=label is None) as bar:
         yield _GenerationBar(bar)
-
-
-def vllm_bar_factory(label: str):
-    """A `use_tqdm` callable for vLLM's LLM.generate (0.32): vLLM calls it as
-    tqdm(total=requests, desc=, dynamic_ncols=, postfix=) for its bar of finished answers
-    (its requests count each of a prompt's n samples), which it tags with input/output
-    tokens/s; and as tqdm(prompts, desc=) over the prompts it renders, instant for token ids
-    and left quiet here."""
-    def make(iterable=None, **kwargs):
-        if iterable is not None:
-            return iterable
-        return tqdm(**{**kwargs, "desc": label, "unit": "answer"})
-    return make

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -67,10 +67,13 @@ class Engine(Protocol):
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
                  seeds: list[int] | None = None,
-                 progress: str | None = None) -> list[list[Generation]]:
+                 progress: str | None = None,
+                 on_done: Callable[[int, list[Generation]], None] | None = None) -> list[list[Generation]]:
         """One list of spec.n Generations per prompt, in prompt order. `seeds` (optional,
         one per prompt) pins each prompt's sampling independently of the batch. `progress`:
-        the label of a progress bar on stderr (answers done, generated tokens/s); None: quiet."""
+        the label of a progress bar on stderr (answers done, generated tokens/s); None: quiet.
+        `on_done(i, generations)`: called as soon as prompt i's answers are all finished, so a
+        caller can save them before the call returns (a long call stopped midway keeps them)."""
         ...
 
     def score(self, prompts: list[list[int]], responses: list[list[int]], k: int) -> list[Scores]:

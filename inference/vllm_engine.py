@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from .cpu_env import apply_cpu_defaults, is_cpu_platform
-from .progress import vllm_bar_factory
+from .progress import generation_bar
 from .spec import Generation, InferenceError, SamplingSpec, Scores, check_prompts, check_scoring
 from .stops import eos_token_ids
 from .topk import topk_from_vllm_flat
@@ -85,10 +86,15 @@ class VllmEngine:
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec,
                  seeds: list[int] | None = None,
-                 progress: str | None = None) -> list[list[Generation]]:
+                 progress: str | None = None,
+                 on_done: Callable[[int, list[Generation]], None] | None = None) -> list[list[Generation]]:
         """`seeds`: one per prompt (sample i of a prompt uses seed + i), so a prompt's samples
         do not depend on which other prompts share the call; default spec.seed for all.
-        `progress`: vLLM's own bar (finished answers, tokens/s) under that label."""
+        `progress`: a bar of finished answers and tokens/s under that label. `on_done`: see
+        Engine.generate.
+
+        All prompts go to the engine at once (it batches up to its max_num_seqs) and its steps
+        run here, as LLM.generate runs them, so that each request is handed on as it finishes."""
         from vllm.inputs import TokensPrompt
 
         check_prompts(prompts, spec, self.max_model_len, self.max_logprobs, seeds)
@@ -96,11 +102,28 @@ class VllmEngine:
             return []
         params = ([self._sampling_params(spec, s) for s in seeds] if seeds is not None
                   else self._sampling_params(spec, spec.seed))
-        outputs = self._llm.generate(
-            [TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
-            use_tqdm=vllm_bar_factory(progress) if progress else False)
-        return [[self._to_generation(c, spec) for c in sorted(out.outputs, key=lambda c: c.index)]
-                for out in outputs]
+        added = self._llm.enqueue([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+        # vLLM adds a random suffix to each id it returns ("<id>-<8 chars>"); outputs carry "<id>"
+        index = {request.split("-", 1)[0]: i for i, request in enumerate(added)}
+        results: list[list[Generation] | None] = [None] * len(prompts)
+        engine = self._llm.llm_engine
+        try:
+            with generation_bar(progress, len(prompts), spec.n) as bar:
+                while engine.has_unfinished_requests():
+                    for out in engine.step():
+                        if not out.finished:
+                            continue
+                        if out.request_id not in index:
+                            raise RuntimeError(f"vLLM finished request {out.request_id!r}, not one of this call's")
+                        i = index[out.request_id]
+                        results[i] = [self._to_generation(c, spec) for c in sorted(out.outputs, key=lambda c: c.index)]
+                        bar.done([results[i]])
+                        if on_done is not None:
+                            on_done(i, results[i])
+        except BaseException:
+            engine.abort_request(added, internal=True)  # a caller that goes on finds the engine idle
+            raise
+        return results
 
     def _to_generation(self, completion, spec: SamplingSpec) -> Generation:
         token_ids = [int(t) for t in completion.token_ids]

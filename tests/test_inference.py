@@ -1,5 +1,4 @@
 """Fast tests of the inference package: the HF engine on the tiny model and the helpers."""
-import io
 import os
 
 import numpy as np
@@ -11,7 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from inference import InferenceError, SamplingSpec, load_engine, render_prompt  # noqa: E402
 from inference.answer_text import cut_at_stop_string  # noqa: E402
 from inference.cpu_env import apply_cpu_defaults  # noqa: E402
-from inference.progress import vllm_bar_factory  # noqa: E402
 from inference.stops import eos_token_ids  # noqa: E402
 from inference.topk import topk_from_logits, topk_from_vllm_flat  # noqa: E402
 
@@ -139,15 +137,13 @@ def test_generation_progress_bar_counts_answers_and_tokens_per_s(hf_engine, prom
     assert "tiny answers" in err and "6/8" in err and "8/8" in err and "tok/s" in err
 
 
-def test_vllm_progress_factory_labels_vllms_bar():
-    make = vllm_bar_factory("humaneval answers")
-    prompts = [[1, 2], [3]]
-    assert make(prompts, desc="Rendering prompts") is prompts  # token ids: nothing to show
-    out = io.StringIO()
-    bar = make(total=6, desc="Processed prompts", dynamic_ncols=True, postfix="speed", file=out)
-    bar.update(2)
-    bar.close()
-    assert "humaneval answers" in out.getvalue() and "2/6" in out.getvalue()
+def test_each_prompts_answers_are_handed_on_when_its_batch_is_done(hf_engine, prompts):
+    spec = SamplingSpec(max_new_tokens=4, temperature=1.0, n=2)
+    seen = []
+    results = hf_engine.generate(prompts, spec, on_done=lambda i, gens: seen.append((i, len(seen), gens)))
+    assert sorted(i for i, _, _ in seen) == list(range(len(prompts)))  # each prompt once
+    assert all(gens is results[i] for i, _, gens in seen)
+    assert [i for i, _, _ in seen] == [0, 1, 2, 3]  # batch of 3, then the last one
 
 
 def test_engine_refuses_what_it_cannot_serve(hf_engine, prompts):

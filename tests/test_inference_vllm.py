@@ -131,8 +131,32 @@ def test_vllm_progress_bar_is_driven(engines, prompts, capsys):
     vllm.generate(prompts[:3], SamplingSpec(max_new_tokens=4, temperature=1.0, n=2),
                   progress="tiny answers")
     err = capsys.readouterr().err
-    assert "tiny answers" in err and "6/6" in err and "toks/s" in err
-    assert "Rendering prompts" not in err
+    assert "tiny answers" in err and "6/6" in err and "tok/s" in err
+    assert "Rendering prompts" not in err and "Adding requests" not in err
+
+
+def test_vllm_hands_on_each_prompt_as_it_finishes_and_a_stopped_call_leaves_it_idle(engines, prompts):
+    vllm, _ = engines
+    spec = SamplingSpec(max_new_tokens=12, temperature=1.0, n=3, seed=5)
+    seen = {}
+    results = vllm.generate(prompts, spec, on_done=lambda i, gens: seen.setdefault(i, gens))
+    assert sorted(seen) == list(range(len(prompts))) and all(seen[i] is results[i] for i in seen)
+    assert all(len(gens) == 3 for gens in results)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(i, gens):
+        if len(handed) == 2:
+            raise Stop
+        handed.append(i)
+
+    handed = []
+    with pytest.raises(Stop):
+        vllm.generate(prompts, spec, on_done=stop_after_two)
+    assert len(handed) == 2 and not vllm._llm.llm_engine.has_unfinished_requests()  # the rest aborted
+    again = vllm.generate(prompts, spec)  # the engine serves the next call whole, same seeded answers
+    assert [[g.token_ids for g in gens] for gens in again] == [[g.token_ids for g in gens] for gens in results]
 
 
 def test_vllm_seeded_sampling_survives_prompts_that_fill_many_steps(engines, prompts):

@@ -6,6 +6,8 @@ results (reports, the study, eval-export, verified answers).
     <out>/<benchmark>/generation.json  the settings the answers were generated with, and the
                                        engine, tokens and seconds it took (tokens/s)
     <out>/<benchmark>/generations.jsonl  one line per task: prompt, raw answers, finish reasons
+    <out>/<benchmark>/generations.partial.jsonl  while generating: the tasks answered so far
+                                       (answer_journal.py); gone once generations.jsonl is written
     <out>/<benchmark>/results.jsonl    one line per task: statuses, messages, extracted solutions
     <out>/<benchmark>/summary.json     that benchmark's scores (kind "akd-eval-benchmark")
 """

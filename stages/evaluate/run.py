@@ -1,7 +1,8 @@
 """Evaluate one model on HumanEval/MBPP: generate (or reuse) answers, run them, save it all.
 
 One folder per model, laid out as eval_folder.py says. A rerun with the same settings reuses
-generations.jsonl and only re-executes the code.
+generations.jsonl and only re-executes the code; a call stopped while generating resumes from
+the answers it saved as they finished (answer_journal.py).
 
 Each benchmark's summary carries `generation`: generated tokens, the wall seconds of the
 engine's batched generate call and their ratio (tokens/s), with the engine (backend, dtype,
@@ -29,6 +30,7 @@ from stages.evaluate.eval_folder import (
     SUMMARY_FILE,
     SUMMARY_KIND,
 )
+from stages.evaluate.answer_journal import PARTIAL_FILE, AnswerJournal
 from stages.evaluate.generate import GenerationSettings, generate_answers
 from stages.evaluate.model_size import parameter_count
 from stages.evaluate.prompts import build_prompt
@@ -149,15 +151,18 @@ def _answers(plan: _Plan, bench_dir: Path, settings: GenerationSettings, get_eng
              progress: bool, engine_info: dict) -> tuple[list, dict]:
     """(the saved answers when they match the plan, else new ones (saved), their generation
     figures: see generation_figures)."""
+    journal = AnswerJournal(bench_dir / PARTIAL_FILE, plan.wanted)
     records = _saved_generations(bench_dir, plan.wanted)
     if records is not None:
+        journal.remove()  # stopped between writing the answers and removing it
         saved = json.loads((bench_dir / GENERATION_FILE).read_text())
         return records, generation_figures(records, saved.get("generation_s"), saved)
     records, seconds = generate_answers(get_engine(), plan.tasks, plan.prompts, settings,
-                                        progress=f"{plan.name} answers" if progress else None)
+                                        progress=f"{plan.name} answers" if progress else None, journal=journal)
     figures = generation_figures(records, seconds, engine_info)
     _write_jsonl(bench_dir / GENERATIONS_FILE, records)
     _write_json(bench_dir / GENERATION_FILE, {**plan.wanted, **figures})
+    journal.remove()
     return records, figures
 
 
