@@ -320,7 +320,7 @@ def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answ
     rows = {r["step"]: r for r in estimate(config, steps, p)}
     assert list(rows) == [s.name for s in steps]
     sampled, greedy = rows[f"eval-akd-test-sampled@{CPU}"], rows[f"eval-akd-test-greedy@{CPU}"]
-    assert sampled["minutes"] == round((p["engine_s"] + 664 * 5 * p["eval_s_per_task"]["full"]) / 60, 1)
+    assert sampled["minutes"] == round((p["engine_s"] + 664 * 5 * p["eval_s_per_sampled_answer"]["full"]) / 60, 1)
     assert greedy["minutes"] == round((p["engine_s"] + 664 * p["eval_s_per_task"]["full"]) / 60, 1)
     assert "x 0.95 s" in rows["eval-small-akd-test-greedy@avx512_bf16"]["basis"]  # the pruned student's own rate
     full, small = rows["train-akd"], rows["train-small-akd"]
@@ -328,6 +328,12 @@ def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answ
     assert small["minutes"] > full["minutes"] and total_hours(list(rows.values())) > 10
     printed = CliRunner().invoke(main, ["experiment", "v3", "estimate", "--out-dir", str(tmp_path)])
     assert printed.exit_code == 0 and "total:" in printed.output and "train-small-akd" in printed.output
+    # a class that never measured a sampled answer: its greedy figure x the reference's sampled/greedy
+    avx2 = load_profile("avx2")
+    row = {r["step"]: r for r in estimate(config, steps, avx2)}[f"eval-akd-test-sampled@{CPU}"]
+    per_answer = avx2["eval_s_per_task"]["full"] * p["eval_s_per_sampled_answer"]["full"] / p["eval_s_per_task"]["full"]
+    assert row["minutes"] == round((avx2["engine_s"] + 664 * 5 * round(per_answer, 3)) / 60, 1)
+    assert "avx512_bf16's sampled/greedy" in row["basis"]
 
 
 def test_the_estimate_of_what_is_left_counts_only_the_steps_not_done_and_shows_what_they_took(tmp_path):

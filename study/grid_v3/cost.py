@@ -1,14 +1,16 @@
 """What each step of grid v3 should cost on this machine, before it runs: the figures of this
 CPU class's measured profile (study/engine/profiles.py; a figure it lacks is the reference
 class's, labelled), applied to v3's steps. A sampled evaluation generates and runs n answers a
-task, so it is costed at n times a greedy one; a held-out check scales with the sequences it
+task, each costed at the profile's sampled-answer figure (at T = 0.8 they run about twice a greedy
+answer's length); a held-out check scales with the sequences it
 scores (the profile's figure is for 64; a run scores its held-out slice and as many reference
 programs, the probe)."""
 from __future__ import annotations
 
 from common.machine import cpu_class
 from study.engine.profiles import BENCHMARK_TASKS as TASKS
-from study.engine.profiles import MBPP_ANSWER_TOKENS, MBPP_REFERENCE_TOKENS, MBPP_TRAIN_KEPT, Profile, load_profile
+from study.engine.profiles import (MBPP_ANSWER_TOKENS, MBPP_REFERENCE_TOKENS, MBPP_TRAIN_KEPT, REFERENCE_CLASS,
+                                   Profile, load_profile)
 from study.engine.runner import read_record, step_state
 from study.grid_v3.config import GridV3Config
 
@@ -50,9 +52,12 @@ def hours_left(rows: list[dict]) -> float:
 def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
     if step.kind == "eval":
         tasks, samples = _tasks(config, step), step.meta.get("n_samples", 1)
-        per_task = p["eval_s_per_task"][_engine(step)]
-        return (p["engine_s"] + tasks * samples * per_task,
-                f"{tasks} tasks x {samples} answer(s) x {per_task} s + engine")
+        sampled = step.meta.get("mode") == "sampled"  # a sampled answer runs longer than a greedy one
+        per_answer, how = (_sampled_answer_s(p, _engine(step)) if sampled
+                           else (p["eval_s_per_task"][_engine(step)], ""))
+        return (p["engine_s"] + tasks * samples * per_answer,
+                f"{tasks} tasks x {samples} {'sampled' if sampled else 'greedy'} answer(s) x {per_answer} s{how} "
+                "+ engine")
     if step.kind == "cache" and step.meta.get("cache") == "mbpp-train":
         answers = round(TASKS[("mbpp", "train")] * MBPP_TRAIN_KEPT)
         return (p["engine_s"] + answers * MBPP_ANSWER_TOKENS / p["score_tok_s"],
@@ -84,6 +89,18 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
     if step.kind == "prune":
         return p["prune_s"], "measured"
     return 5.0, "in-process"  # the verified answers, the references, a choice
+
+
+def _sampled_answer_s(p: Profile, engine: str) -> tuple[float, str]:
+    """A sampled answer's seconds: the class's own figure, or where it has none its greedy one
+    times the reference class's sampled/greedy ratio (a slow class is slow at both)."""
+    name = "eval_s_per_sampled_answer"
+    if name not in p.borrowed():
+        return p[name][engine], ""
+    reference = load_profile(REFERENCE_CLASS)
+    ratio = reference[name][engine] / reference["eval_s_per_task"][engine]
+    return (round(p["eval_s_per_task"][engine] * ratio, 3),
+            f" (its greedy {p['eval_s_per_task'][engine]} s x {ratio:.2f}, {REFERENCE_CLASS}'s sampled/greedy)")
 
 
 def _tasks(config: GridV3Config, step) -> int:
