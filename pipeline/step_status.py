@@ -23,6 +23,7 @@ def run_plan(config, run: Callable[..., dict[str, str]], *, only: str | None) ->
 
 def echo_step_table(root: Path, steps) -> dict[str, str]:
     """One line per step (state, name, wall time, when), then the counts; returns the states."""
+    from study.engine.results import step_progress
     from study.engine.runner import read_record, step_state
 
     states = {s.name: step_state(root, s) for s in steps}
@@ -30,7 +31,9 @@ def echo_step_table(root: Path, steps) -> dict[str, str]:
         record = read_record(root, step.name) or {}
         when = record.get("finished") or record.get("started") or ""
         took = f"{record['wall_s']:.0f} s" if record.get("wall_s") is not None else ""
-        click.echo(f"{states[step.name]:8} {step.name:48} {took:>8}  {when}")
+        # an unfinished step that was started: how far it came (it resumes from there)
+        far = step_progress(step.kind, step.output) if record and states[step.name] != "done" else ""
+        click.echo(f"{states[step.name]:8} {step.name:48} {took:>8}  {when}" + (f"  ({far})" if far else ""))
     echo_state_counts(states)
     return states
 

@@ -93,3 +93,26 @@ def test_a_journal_begun_with_other_settings_is_refused_and_a_cut_line_dropped(e
     resumed = CountingEngine(engine)
     evaluate_model(_config(tiny_teacher, data_dir, out), engine=resumed)
     assert resumed.asked == 3 and not journal.exists()
+
+
+def test_a_status_shows_how_far_an_unfinished_evaluation_and_run_came(engine, tiny_teacher, data_dir, tmp_path):
+    from study.engine.results import step_progress
+
+    out = tmp_path / "eval"
+    assert step_progress("eval", out) == ""  # not begun
+    with pytest.raises(Stopped):
+        evaluate_model(_config(tiny_teacher, data_dir, out, benchmarks=("humaneval", "mbpp")),
+                       engine=CountingEngine(engine, stop_after=2))
+    assert step_progress("eval", out) == "tasks answered: humaneval 2/5"
+    with pytest.raises(Stopped):  # HumanEval's 3 left finish it, then MBPP's call stops after 4
+        evaluate_model(_config(tiny_teacher, data_dir, out, benchmarks=("humaneval", "mbpp")),
+                       engine=CountingEngine(engine, stop_after=4))
+    assert step_progress("eval", out) == "tasks answered: humaneval 5/5, mbpp 4/5"
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"layout": 2, "options": {"max_steps": 300}}))
+    assert step_progress("train", run) == "step 0/300"
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"split": "eval", "step": 0}, {"split": "train", "step": 10}, {"split": "train", "step": 20})))
+    assert step_progress("train", run) == "step 20/300"

@@ -88,3 +88,23 @@ class AnswerJournal:
         """The answers are in generations.jsonl now."""
         self.close()
         self.path.unlink(missing_ok=True)
+
+
+def answered(bench_dir: Path) -> tuple[int, int] | None:
+    """(tasks answered, tasks asked) of one benchmark folder: all of them once generations.jsonl
+    is written, else what its journal holds; None where neither exists yet."""
+    bench_dir = Path(bench_dir)
+    whole = bench_dir / "generations.jsonl"
+    if whole.exists():
+        n = sum(1 for line in whole.read_text().splitlines() if line.strip())
+        return n, n
+    journal = bench_dir / PARTIAL_FILE
+    if not journal.exists():
+        return None
+    lines = [line for line in journal.read_text().splitlines() if line.strip()]
+    try:
+        asked = len(json.loads(lines[0])["settings"]["task_ids"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    done = {json.loads(line)["record"]["task_id"] for line in lines[1:] if line.endswith("}")}
+    return len(done), asked

@@ -138,3 +138,21 @@ def _template_name(template) -> str | None:
 
 def run_summary(run_dir: Path) -> dict | None:
     return read_run_summary(run_dir)
+
+
+def step_progress(kind: str, output: Path) -> str:
+    """How far an unfinished step has come, from what it has written: an evaluation's tasks
+    answered per benchmark (its answers are saved as they finish), a run's optimizer steps;
+    "" where nothing tells."""
+    from stages.evaluate.answer_journal import answered
+
+    output = Path(output)
+    if kind == "eval" and output.is_dir():
+        parts = [f"{bench.name} {found[0]}/{found[1]}" for bench in sorted(output.iterdir())
+                 if bench.is_dir() and (found := answered(bench)) is not None]
+        return f"tasks answered: {', '.join(parts)}" if parts else ""
+    if kind == "train" and (output / RUN_CONFIG_FILE).exists():
+        steps = [r["step"] for r in read_metrics(output) if r.get("split") == "train"]
+        total = read_run_record(output).get("options", {}).get("max_steps")
+        return f"step {max(steps, default=0)}/{total}" if total else ""
+    return ""
