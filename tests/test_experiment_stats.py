@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from study.engine.stats import (binomial_two_sided_p, compare, compare_pooled, compare_rates, detectable_difference, holm,
-                                mcnemar, paired_bootstrap, paired_weighted_bootstrap, samples_per_task)
+                                mcnemar, paired_bootstrap, paired_weighted_bootstrap, samples_per_task,
+                                best_answer_count)
 
 
 def scores(pattern: str, prefix: str = "t") -> dict[str, bool]:
@@ -242,6 +243,19 @@ def test_the_projection_of_equal_models_is_all_noise_and_needs_two_answers():
     assert found["projected"][1]["se"] == pytest.approx(found["projected"][0]["se"] / 2, rel=0.1)
     with pytest.raises(ValueError, match="at least 2 answers"):
         samples_per_task({"t0": 1.0, "t1": 0.0}, {"t0": 1.0, "t1": 0.0}, 1)
+
+
+def test_the_answer_count_that_decides_most_per_hour_follows_the_closed_form():
+    import math
+
+    # noise 4x the task spread at 5 answers, training costs 60 min, an answer to every task 12 min
+    n = best_answer_count(0.01, 0.04, 5, fixed_cost=60, cost_per_answer=12)
+    assert n == round(math.sqrt(0.04 * 5 * 60 / (0.01 * 12)))  # 10
+    assert best_answer_count(0.01, 0.04, 5, fixed_cost=0, cost_per_answer=12) == 1  # nothing fixed: spread thin
+    assert best_answer_count(0.0, 0.04, 5, fixed_cost=60, cost_per_answer=12, most=20) == 20  # all noise: as many
+    assert best_answer_count(0.05, 0.001, 5, fixed_cost=60, cost_per_answer=12) == 1  # no noise to average away
+    with pytest.raises(ValueError, match="cost_per_answer > 0"):
+        best_answer_count(0.01, 0.04, 5, fixed_cost=60, cost_per_answer=0)
 
 
 def test_pooled_rates_prefix_the_benchmarks_and_test_them_together():

@@ -185,14 +185,29 @@ def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
 
     sampled = {CPU: {"akd": rates(0.8, 0.4, 0.6, 0.2), "student": rates(0.6, 0.4, 0.4, 0.2)},
                "amx": {"akd": rates(0.8, 0.4, 0.6, 0.2)}}  # its original not scored there: no row
-    rows = _answers_per_task(Scores(sampled, {}), ["akd", "small-akd"], samples=5)
+    config = GridV3Config(out_dir="experiments/v3")
+    rows = _answers_per_task(Scores(sampled, {}), ["akd", "small-akd"], 5, config)
     assert [(r["a"], r["b"], r["cpu_class"], r["n_tasks"]) for r in rows] == [("akd", "student", CPU, 8)]
     pooled = [{f"{x}/{t}": v for x, tasks in sampled[CPU][m].items() for t, v in tasks.items()} for m in ("akd", "student")]
     assert rows[0]["projected"] == samples_per_task(*pooled, 5)["projected"]  # both benchmarks, one sample
     at_five = next(p for p in rows[0]["projected"] if p["answers"] == 5)
     assert at_five["se"] == pytest.approx(compare_rates(*pooled)["se"])
     assert _answers_row(rows[0]).startswith("| akd vs student | avx512_bf16 | 8 | 5 |")
-    assert _answers_per_task(Scores(sampled, {}), ["akd"], samples=1) == []  # one answer: no noise to split off
+    assert _answers_per_task(Scores(sampled, {}), ["akd"], 1, config) == []  # one answer: no noise to split off
+    # the count deciding most per CPU hour: the arm's training and one engine start (the test split only
+    # here) counted once, each answer to its 8 tasks on top, from this class's profile
+    from study.engine.profiles import load_profile
+    from study.engine.stats import best_answer_count
+    from study.grid_v3.cost import estimate
+    p = load_profile(CPU)
+    train = next(s for s in build_plan(config, CPU) if s.name == "train-akd")
+    fixed = estimate(config, [train], p)[0]["minutes"] + p["engine_s"] / 60
+    row = rows[0]
+    assert row["fixed_minutes"] == round(fixed, 1)
+    assert row["minutes_per_answer"] == round(8 * p["eval_s_per_sampled_answer"]["full"] / 60, 2)
+    assert row["best_answers"] == best_answer_count(row["task_variance"], row["noise_variance"], 5, fixed_cost=fixed,
+                                                    cost_per_answer=8 * p["eval_s_per_sampled_answer"]["full"] / 60)
+    assert f"| {row['best_answers']} answers (training etc." in _answers_row(row)
 
 
 def test_bad_settings_are_refused_in_one_line():

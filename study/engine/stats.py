@@ -247,6 +247,21 @@ def samples_per_task(a: dict[str, float], b: dict[str, float], samples: int, *,
             "projected": projected}
 
 
+def best_answer_count(task_variance: float, noise_variance: float, samples: int, *, fixed_cost: float,
+                      cost_per_answer: float, most: int = 20) -> int:
+    """The answers per task that decide most per CPU hour: the n in 1..most with the least
+    variance x cost, (task + noise x samples / n) x (fixed_cost + cost_per_answer x n), where
+    fixed_cost is what a comparison costs before its first answer (the arm's training, the
+    engines' starts) and cost_per_answer one more answer to every task. (The continuous
+    optimum is sqrt(noise x samples x fixed / (task x per_answer)): the more training an arm
+    costs, and the more of the variance is sampling noise, the more answers pay.)"""
+    if fixed_cost < 0 or cost_per_answer <= 0 or most < 1:
+        raise ValueError(f"need fixed_cost >= 0, cost_per_answer > 0, most >= 1; got {fixed_cost}, "
+                         f"{cost_per_answer}, {most}")
+    return min(range(1, most + 1), key=lambda n: ((task_variance + noise_variance * samples / n)
+                                                   * (fixed_cost + cost_per_answer * n), n))
+
+
 def _rate(side: str, scores: dict, task: str) -> float:
     value = scores[task]
     if isinstance(value, (bool, np.bool_)):

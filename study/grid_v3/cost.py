@@ -53,7 +53,7 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
     if step.kind == "eval":
         tasks, samples = _tasks(config, step), step.meta.get("n_samples", 1)
         sampled = step.meta.get("mode") == "sampled"  # a sampled answer runs longer than a greedy one
-        per_answer, how = (_sampled_answer_s(p, _engine(step)) if sampled
+        per_answer, how = (sampled_answer_s(p, _engine(step)) if sampled
                            else (p["eval_s_per_task"][_engine(step)], ""))
         return (p["engine_s"] + tasks * samples * per_answer,
                 f"{tasks} tasks x {samples} {'sampled' if sampled else 'greedy'} answer(s) x {per_answer} s{how} "
@@ -91,7 +91,7 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
     return 5.0, "in-process"  # the verified answers, the references, a choice
 
 
-def _sampled_answer_s(p: Profile, engine: str) -> tuple[float, str]:
+def sampled_answer_s(p: Profile, engine: str) -> tuple[float, str]:
     """A sampled answer's seconds: the class's own figure, or where it has none its greedy one
     times the reference class's sampled/greedy ratio (a slow class is slow at both)."""
     name = "eval_s_per_sampled_answer"

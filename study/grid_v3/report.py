@@ -19,8 +19,11 @@ from study.engine.chart import recovery_chart
 from study.engine.results import heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, probe_curve
 from study.engine.runner import step_state
 from study.engine.settings import split_list
-from study.engine.stats import compare_pooled, compare_rates, holm, paired_weighted_bootstrap, samples_per_task
+from study.engine.profiles import load_profile
+from study.engine.stats import (best_answer_count, compare_pooled, compare_rates, holm, paired_weighted_bootstrap,
+                               samples_per_task)
 from study.grid_v3.config import GridV3Config
+from study.grid_v3.cost import estimate, sampled_answer_s
 from study.grid_v3.plan import ORIGINALS, GridV3
 
 ALPHA = 0.05
@@ -44,7 +47,7 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
                     _losses_front(grid, scores, config)],
         "table": _table(scores),
         "power": _greedy_or_sampled(scores, arms, config.eval_samples),
-        "answers_per_task": _answers_per_task(scores, arms, config.eval_samples),
+        "answers_per_task": _answers_per_task(scores, arms, config.eval_samples, config),
         "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
                      and (f := heldout_fidelity(grid.run_dir(arm)))},
         "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
@@ -255,10 +258,13 @@ def _greedy_or_sampled(scores: Scores, arms: list[str], samples: int) -> list[di
     return rows
 
 
-def _answers_per_task(scores: Scores, arms: list[str], samples: int) -> list[dict]:
+def _answers_per_task(scores: Scores, arms: list[str], samples: int, config: GridV3Config) -> list[dict]:
     """For every arm scored sampled beside its original on one CPU class: the pooled paired
     difference's standard error projected to other numbers of answers per task
-    (stats.samples_per_task), the figure to set --eval-samples by for the arms still to come."""
+    (stats.samples_per_task), and the count that decides most per CPU hour on that class
+    (stats.best_answer_count, with the arm's training and the engines' starts as the fixed cost
+    and one more answer to each of its tasks as the cost per answer, from the class's profile):
+    the figure to set --eval-samples by for the arms still to come."""
     rows = []
     if samples < 2:
         return rows
@@ -270,9 +276,25 @@ def _answers_per_task(scores: Scores, arms: list[str], samples: int) -> list[dic
             shared = [x for x in models[arm] if x in models[original]]
             pooled = [{f"{x}/{task}": rate for x in shared for task, rate in models[m][x].items()}
                       for m in (arm, original)]
-            rows.append({"a": arm, "b": original, "cpu_class": cpu, "benchmarks": shared,
-                         **samples_per_task(*pooled, samples)})
+            found = samples_per_task(*pooled, samples)
+            fixed, per_answer = _comparison_cost(config, cpu, arm, shared, found["n_tasks"])
+            best = best_answer_count(found["task_variance"], found["noise_variance"], samples, fixed_cost=fixed,
+                                     cost_per_answer=per_answer)
+            rows.append({"a": arm, "b": original, "cpu_class": cpu, "benchmarks": shared, **found,
+                         "best_answers": best, "fixed_minutes": round(fixed, 1),
+                         "minutes_per_answer": round(per_answer, 2)})
     return rows
+
+
+def _comparison_cost(config: GridV3Config, cpu: str, arm: str, benchmarks: list[str], tasks: int) -> tuple[float, float]:
+    """(minutes before an arm's first answer: its training and an engine start per split
+    evaluated, minutes of one more answer to each of its tasks), on `cpu`'s profile."""
+    train = next(s for s in GridV3(config, cpu).steps() if s.name == f"train-{arm}")
+    profile = load_profile(cpu)
+    splits = 1 + ("mbpp_train" in benchmarks and len(benchmarks) > 1)
+    fixed = estimate(config, [train], profile)[0]["minutes"] + splits * profile["engine_s"] / 60
+    seconds, _ = sampled_answer_s(profile, "small" if arm.startswith("small-") else "full")
+    return fixed, tasks * seconds / 60
 
 
 # ---- the tables ----
@@ -346,10 +368,12 @@ def markdown(report: dict) -> str:
         counts = [p["answers"] for p in report["answers_per_task"][0]["projected"]]
         lines += ["", "## Answers per task: the standard error of the pooled difference at other counts", "",
                   "Projected from the sampled pairs (binomial noise falls as 1/answers, the spread of the true "
-                  "per-task differences does not); 2.8 x SE is the difference found 4 times in 5 at p < 0.05.", "",
+                  "per-task differences does not); 2.8 x SE is the difference found 4 times in 5 at p < 0.05. The "
+                  "last column: the count with the least variance x cost, an arm's training and engine starts "
+                  "counted once and each answer to every task on top (this CPU class's profile).", "",
                   "| pair | CPU class | tasks | answers now | noise share now | "
-                  + " | ".join(f"SE at {m}" for m in counts) + " | SE at infinity |",
-                  "|---|---|---|---|---|" + "---|" * (len(counts) + 1)]
+                  + " | ".join(f"SE at {m}" for m in counts) + " | SE at infinity | most decided per CPU hour at |",
+                  "|---|---|---|---|---|" + "---|" * (len(counts) + 2)]
         lines += [_answers_row(r) for r in report["answers_per_task"]]
     if report["mbpp_answers"]:
         answers = report["mbpp_answers"]
@@ -374,7 +398,9 @@ def _answers_row(r: dict) -> str:
     share = r["noise_share"]
     return (f"| {r['a']} vs {r['b']} | {r['cpu_class']} | {r['n_tasks']} | {r['samples']} | "
             f"{'–' if share is None else f'{100 * share:.0f}%'} | "
-            + " | ".join(f"{100 * p['se']:.2f} pts" for p in r["projected"]) + f" | {100 * r['se_limit']:.2f} pts |")
+            + " | ".join(f"{100 * p['se']:.2f} pts" for p in r["projected"]) + f" | {100 * r['se_limit']:.2f} pts | "
+            f"{r['best_answers']} answers (training etc. {r['fixed_minutes']:g} min, {r['minutes_per_answer']:g} min "
+            "an answer a task) |")
 
 
 def _pct(value: float | None) -> str:
