@@ -53,7 +53,7 @@ RUNS_DIR    ?= runs/$(notdir $(CACHE))
 RUN_ENV     := HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false \
                $(PY) -m inference.allocator exec --
 
-.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-v3 experiment-v3-status experiment-v3-estimate experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv
+.PHONY: help venv allocator models teacher-cache distill eval report experiment experiment-v3 experiment-v3-status experiment-v3-keep experiment-v3-estimate experiment-status experiment-estimate onpolicy onpolicy-status test test-fast bench clean-venv
 
 help:
 	@echo "make teacher-cache  cache the teacher's top-k answers (configs/cache.yaml; TEACHER, DATASET, LIMIT, K, ...)"
@@ -64,6 +64,7 @@ help:
 	@echo "make experiment-estimate  the grid's expected minutes per step (EXPERIMENT_EXTRA applies)"
 	@echo "make experiment-status  which grid steps are done (log: EXPERIMENT_DIR/experiment.log)"
 	@echo "make experiment-v3  grid v3: MBPP-train data, the pruned student, sampled pass@1 (resumable)"
+	@echo "make experiment-v3-keep  copy grid v3's finished steps and unfinished evaluations' answers to its keep folder"
 	@echo "make experiment-v3-estimate  grid v3's expected minutes per step on this CPU class, and what is left"
 	@echo "make onpolicy       rounds of on-policy distillation (~25 min a round; resumable) -> ONPOLICY_DIR"
 	@echo "make onpolicy-status  which round steps are done, each round's held-out fidelity"
@@ -136,6 +137,9 @@ experiment-v3: venv allocator
 
 experiment-v3-status: venv
 	$(AKD) experiment v3 status --out-dir $(EXPERIMENT_V3_DIR)
+
+experiment-v3-keep: venv
+	$(AKD) experiment v3 keep --out-dir $(EXPERIMENT_V3_DIR)
 
 experiment-v3-estimate: venv
 	$(AKD) experiment v3 estimate --out-dir $(EXPERIMENT_V3_DIR) $(call opt,--models-dir,$(MODELS_DIR)) \

@@ -149,7 +149,9 @@ def v3_status_command(out_dir, keep_dir):
 @v3_group.command("keep")
 @click.option("--out-dir", default=GridV3Config.out_dir, show_default=True)
 def v3_keep_command(out_dir):
-    """Copy every finished step's small outputs of grid v3 to its keep folder."""
+    """Copy every finished step's small outputs of grid v3 to its keep folder, and the answers an
+    unfinished evaluation has saved so far (a machine of the same CPU class resumes it from them):
+    run it before committing the keep folder at a session's end."""
     from study.grid_v3.config import load_config as load_v3
     from study.grid_v3.run import keep_grid_v3
 

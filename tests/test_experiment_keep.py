@@ -128,3 +128,40 @@ def test_a_grid_already_here_gets_nothing_back_and_a_cut_restore_is_finished(tmp
     assert restore_grid(kept, root) == 2 and (root / "experiment.json").exists()
     (root / "evals" / "a" / "summary.json").unlink()  # deleted on purpose, to be scored again
     assert restore_grid(kept, root) == 0 and not (root / "evals" / "a" / "summary.json").exists()
+
+
+def test_an_unfinished_evaluations_answers_are_kept_for_the_next_machine_and_dropped_once_it_finishes(tmp_path):
+    from dataclasses import dataclass
+
+    from stages.evaluate.answer_journal import PARTIAL_FILE
+    from study.engine.experiment import keep_experiment
+
+    root, kept = tmp_path / "grid", tmp_path / "kept"
+    out = root / "evals" / "avx512_bf16" / "akd" / "test-sampled"
+    summary = out / "summary.json"
+
+    def evaluate():
+        (out / "humaneval" / PARTIAL_FILE).unlink()
+        (out / "humaneval" / "generations.jsonl").write_text('{"task_id": "HumanEval/0"}\n')
+        summary.write_text("{}")
+
+    steps = [Step("eval-akd-test-sampled@avx512_bf16", "eval", out, action=evaluate, verify=summary.exists)]
+
+    @dataclass(frozen=True)
+    class Config:
+        out_dir: str
+        keep_dir: str
+
+    config = Config(str(root), str(kept))
+    (out / "humaneval").mkdir(parents=True)
+    (out / "humaneval" / PARTIAL_FILE).write_text('{"settings": {}}\n{"call": 0, "elapsed_s": 1.0, "record": {}}\n')
+    (root / "experiment.json").write_text("{}")
+    assert keep_experiment(config, lambda c: steps, "experiment.json") == 2  # the settings and the answers so far
+    partial = kept / out.relative_to(root) / "humaneval" / PARTIAL_FILE
+    assert partial.exists() and not (kept / "steps").exists()  # no record: the step is not done
+
+    fresh = tmp_path / "machine-2"  # a machine of the same class resumes from them
+    assert restore(kept, fresh) == 2 and (fresh / partial.relative_to(kept)).exists()
+
+    assert run_steps(root, steps, keep_dir=kept, echo=lambda line: None) == {steps[0].name: "done"}
+    assert not partial.exists() and (partial.parent / "generations.jsonl").exists()  # finished: the journal goes

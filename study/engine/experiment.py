@@ -9,7 +9,7 @@ from typing import Callable
 
 from common.machine import bf16_is_native, machine_facts
 from common.machine import describe as describe_machine
-from study.engine.keep import keep, restore
+from study.engine.keep import forget_partial_answers, keep, restore
 from study.engine.runner import kept_paths, log_line, root_lock, run_steps, step_state
 from study.engine.settings import ExperimentError, save_or_check_settings
 from study.engine.steps import Step
@@ -47,11 +47,15 @@ def restore_experiment(keep_dir: Path, root: Path, config_file: str) -> int:
 
 
 def keep_experiment(config, plan: Callable[[object], list[Step]], config_file: str) -> int:
-    """Keep every finished step (of a run from before keeping began, or one still running);
-    returns how many files were copied."""
+    """Keep every finished step (of a run from before keeping began, or one still running), and
+    the answers an unfinished evaluation has saved so far (a machine of the same CPU class
+    resumes it from them: its folder is that class's); returns how many files were copied."""
     root, keep_dir = Path(config.out_dir), Path(config.keep_dir)
     copied = keep(root, keep_dir, [root / config_file])
     for step in plan(config):
         if step_state(root, step) == "done":
             copied += keep(root, keep_dir, kept_paths(root, step))
+            forget_partial_answers(root, keep_dir, step.output)
+        elif step.kind == "eval" and Path(step.output).is_dir():
+            copied += keep(root, keep_dir, [step.output])  # its answers so far, not its record
     return copied

@@ -6,7 +6,9 @@ The grid runs for longer than one machine may live. What a later step or the rep
 summary, speed records) is small and is kept; model weights (a run's final/ and checkpoints/,
 a pruned model) are not. A finished training run whose weights are gone stays done: the
 runner trains it again only when a step that is not done needs those weights
-(study/runner.py). The keep folder mirrors the grid folder, path for path.
+(study/runner.py). The keep folder mirrors the grid folder, path for path. An evaluation stopped
+midway is kept too when asked (`keep_experiment`): the answers it saved so far, so that a machine of
+the same CPU class resumes it; they leave the keep folder once it finishes.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from stages.distill.run_folder import WEIGHT_DIRS
+from stages.evaluate.answer_journal import PARTIAL_FILE
 from study.engine.settings import ExperimentError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -59,6 +62,19 @@ def keep(root: Path, keep_dir: Path, paths) -> int:
         shutil.copy2(file, target)
         copied += 1
     return copied
+
+
+def forget_partial_answers(root: Path, keep_dir: Path, path: Path) -> int:
+    """Delete from the keep folder the saved answers of an evaluation that has finished since they
+    were kept (its generations.jsonl holds them now); returns how many went."""
+    root, keep_dir = Path(root), Path(keep_dir)
+    mirror = keep_dir / Path(path).relative_to(root)
+    gone = 0
+    for stale in sorted(mirror.rglob(PARTIAL_FILE)) if mirror.is_dir() else []:
+        if not (root / stale.relative_to(keep_dir)).exists():
+            stale.unlink()
+            gone += 1
+    return gone
 
 
 def restore(keep_dir: Path, root: Path, last: str | None = None) -> int:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from common.files import atomic_write_json
 from common.machine import machine_facts
-from study.engine.keep import KeepError, keep
+from study.engine.keep import KeepError, forget_partial_answers, keep
 from study.engine.settings import ExperimentError
 from study.engine.steps import Step
 
@@ -128,6 +128,7 @@ class _Journal:
             return
         try:
             keep(self.root, self.keep_dir, kept_paths(self.root, step))
+            forget_partial_answers(self.root, self.keep_dir, step.output)
         except KeepError as exc:
             self.log(f"{step.name}: {exc}")
 
