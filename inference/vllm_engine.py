@@ -1,6 +1,7 @@
 """The vLLM backend: large batches, raw top-k log-probs straight from the sampler."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Callable
 
@@ -121,7 +122,8 @@ class VllmEngine:
                         if on_done is not None:
                             on_done(i, results[i])
         except BaseException:
-            engine.abort_request(added, internal=True)  # a caller that goes on finds the engine idle
+            with contextlib.suppress(Exception):  # a dead engine: the first error is the one to see
+                engine.abort_request(added, internal=True)  # a caller that goes on finds the engine idle
             raise
         return results
 
