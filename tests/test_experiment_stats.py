@@ -248,14 +248,26 @@ def test_the_projection_of_equal_models_is_all_noise_and_needs_two_answers():
 def test_the_answer_count_that_decides_most_per_hour_follows_the_closed_form():
     import math
 
-    # noise 4x the task spread at 5 answers, training costs 60 min, an answer to every task 12 min
-    n = best_answer_count(0.01, 0.04, 5, fixed_cost=60, cost_per_answer=12)
-    assert n == round(math.sqrt(0.04 * 5 * 60 / (0.01 * 12)))  # 10
-    assert best_answer_count(0.01, 0.04, 5, fixed_cost=0, cost_per_answer=12) == 1  # nothing fixed: spread thin
-    assert best_answer_count(0.0, 0.04, 5, fixed_cost=60, cost_per_answer=12, most=20) == 20  # all noise: as many
-    assert best_answer_count(0.05, 0.001, 5, fixed_cost=60, cost_per_answer=12) == 1  # no noise to average away
+    # noise at one answer 20x the task spread, training costs 60 min, an answer to every task 12 min
+    n = best_answer_count(0.01, 0.2, fixed_cost=60, cost_per_answer=12)
+    assert n == round(math.sqrt(0.2 * 60 / (0.01 * 12)))  # 10
+    assert best_answer_count(0.01, 0.2, fixed_cost=0, cost_per_answer=12) == 1  # nothing fixed: spread thin
+    assert best_answer_count(0.0, 0.2, fixed_cost=60, cost_per_answer=12, most=20) == 20  # all noise: as many
+    assert best_answer_count(0.05, 0.005, fixed_cost=60, cost_per_answer=12) == 1  # no noise to average away
     with pytest.raises(ValueError, match="cost_per_answer > 0"):
-        best_answer_count(0.01, 0.04, 5, fixed_cost=60, cost_per_answer=0)
+        best_answer_count(0.01, 0.2, fixed_cost=60, cost_per_answer=0)
+
+
+def test_two_answer_counts_project_each_sides_noise_by_its_own():
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.05, 0.95, size=3000)
+    other = np.clip(base + rng.normal(0.0, 0.1, size=base.size), 0, 1)
+    a, b = sampled(rng, other, 10), sampled(rng, base, 3)
+    found = samples_per_task(a, b, (10, 3), answers=(20,))
+    assert found["noise_variance"] + found["task_variance"] == pytest.approx(compare_rates(a, b)["se"] ** 2 * 3000)
+    measured = compare_rates(sampled(rng, other, 20), sampled(rng, base, 20))["se"]
+    assert found["projected"][0]["se"] == pytest.approx(measured, rel=0.06)
+    assert samples_per_task(a, b, 5)["noise_at_one"] != found["noise_at_one"]  # the counts matter
 
 
 def test_pooled_rates_prefix_the_benchmarks_and_test_them_together():

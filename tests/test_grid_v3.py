@@ -205,9 +205,13 @@ def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
     row = rows[0]
     assert row["fixed_minutes"] == round(fixed, 1)
     assert row["minutes_per_answer"] == round(8 * p["eval_s_per_sampled_answer"]["full"] / 60, 2)
-    assert row["best_answers"] == best_answer_count(row["task_variance"], row["noise_variance"], 5, fixed_cost=fixed,
+    assert row["best_answers"] == best_answer_count(row["task_variance"], row["noise_at_one"], fixed_cost=fixed,
                                                     cost_per_answer=8 * p["eval_s_per_sampled_answer"]["full"] / 60)
     assert f"| {row['best_answers']} answers (training etc." in _answers_row(row)
+    # each model's own count, as its evaluation recorded it (an arm scored with fewer answers than its original)
+    uneven = _answers_per_task(Scores(sampled, {}, {CPU: {"akd": 3, "student": 5}}), ["akd"], 5, config)[0]
+    assert uneven["samples"] == (3, 5) and uneven["projected"] == samples_per_task(*pooled, (3, 5))["projected"]
+    assert _answers_row(uneven).startswith("| akd vs student | avx512_bf16 | 8 | 3 / 5 |")
 
 
 def test_bad_settings_are_refused_in_one_line():

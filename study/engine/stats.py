@@ -209,56 +209,63 @@ def compare_rates(a: dict[str, float], b: dict[str, float], *, names: tuple[str,
             "detectable_diff": detectable}
 
 
-def samples_per_task(a: dict[str, float], b: dict[str, float], samples: int, *,
+def samples_per_task(a: dict[str, float], b: dict[str, float], samples: int | tuple[int, int], *,
                      answers: tuple[int, ...] = (1, 2, 3, 5, 10, 20), alpha: float = 0.05,
                      power: float = 0.8) -> dict:
     """How the paired difference's standard error would move with another number of sampled
-    answers per task, from one pair scored with `samples` answers per task on both sides.
+    answers per task, from one pair scored with `samples` answers per task (one count for both
+    sides, or (a's, b's)).
 
     A task's rate c/n is its true rate plus binomial noise (the n answers are independent draws
     given the task), so the per-task differences' variance splits into the spread of the true
     differences between tasks (no number of answers removes it) and the sampling noise, which
     falls as 1/n. The noise is estimated without bias from each side's p(1 - p)/(n - 1) (at most
     the whole observed variance: on few tasks the estimate can exceed it); the task part is what
-    remains. With m answers per task the variance would be
-    task + noise x n / m; at m = n that is exactly today's. The budget question then reads off
-    the table: past the m where the noise is a small share, more answers buy little.
+    remains. With m answers per task on both sides the variance would be task + noise_at_one / m
+    (noise_at_one: the noise with one answer a side); at today's counts that is exactly today's.
+    The budget question then reads off the table: past the m where the noise is a small share,
+    more answers buy little.
 
-    Keys: n_tasks, samples, task_variance, noise_variance (of one task's difference, at
-    `samples`), noise_share, se_limit (the standard error with infinitely many answers), and
-    projected: [{answers, se, detectable_diff}] (detectable at `alpha` with `power`, normal).
+    Keys: n_tasks, samples, task_variance, noise_variance (of one task's difference, at today's
+    counts), noise_at_one, noise_share, se_limit (the standard error with infinitely many
+    answers), and projected: [{answers, se, detectable_diff}] (detectable at `alpha` with
+    `power`, normal).
     """
-    if samples < 2:
+    n_a, n_b = (samples, samples) if isinstance(samples, int) else samples
+    if min(n_a, n_b) < 2:
         raise ValueError(f"need at least 2 answers per task to split the noise off, got {samples}")
     tasks = _same_tasks(a, b)
     if len(tasks) < 2:
         raise ValueError(f"need at least 2 shared tasks, got {len(tasks)}")
     x, y = (np.array([_rate(side, scores, t) for t in tasks]) for side, scores in (("a", a), ("b", b)))
     total = float(np.var(x - y, ddof=1))
-    noise = min(float(np.mean((x * (1 - x) + y * (1 - y)) / (samples - 1))), total)  # no more than all of it
+    noise_a, noise_b = float(np.mean(x * (1 - x) / (n_a - 1))), float(np.mean(y * (1 - y) / (n_b - 1)))
+    cap = min(1.0, total / (noise_a + noise_b)) if noise_a + noise_b else 1.0  # no more than all of it
+    noise, at_one = cap * (noise_a + noise_b), cap * (noise_a * n_a + noise_b * n_b)
     task = total - noise
     z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
     projected = []
     for m in answers:
-        se = float(np.sqrt((task + noise * samples / m) / len(tasks)))
+        se = float(np.sqrt((task + at_one / m) / len(tasks)))
         projected.append({"answers": m, "se": se, "detectable_diff": z * se})
     return {"n_tasks": len(tasks), "samples": samples, "task_variance": task, "noise_variance": noise,
-            "noise_share": noise / total if total else None, "se_limit": float(np.sqrt(task / len(tasks))),
-            "projected": projected}
+            "noise_at_one": at_one, "noise_share": noise / total if total else None,
+            "se_limit": float(np.sqrt(task / len(tasks))), "projected": projected}
 
 
-def best_answer_count(task_variance: float, noise_variance: float, samples: int, *, fixed_cost: float,
+def best_answer_count(task_variance: float, noise_at_one: float, *, fixed_cost: float,
                       cost_per_answer: float, most: int = 20) -> int:
     """The answers per task that decide most per CPU hour: the n in 1..most with the least
-    variance x cost, (task + noise x samples / n) x (fixed_cost + cost_per_answer x n), where
-    fixed_cost is what a comparison costs before its first answer (the arm's training, the
+    variance x cost, (task + noise_at_one / n) x (fixed_cost + cost_per_answer x n), where
+    noise_at_one is the sampling noise of a task's difference with one answer a side,
+    fixed_cost what a comparison costs before its first answer (the arm's training, the
     engines' starts) and cost_per_answer one more answer to every task. (The continuous
-    optimum is sqrt(noise x samples x fixed / (task x per_answer)): the more training an arm
+    optimum is sqrt(noise_at_one x fixed / (task x per_answer)): the more training an arm
     costs, and the more of the variance is sampling noise, the more answers pay.)"""
     if fixed_cost < 0 or cost_per_answer <= 0 or most < 1:
         raise ValueError(f"need fixed_cost >= 0, cost_per_answer > 0, most >= 1; got {fixed_cost}, "
                          f"{cost_per_answer}, {most}")
-    return min(range(1, most + 1), key=lambda n: ((task_variance + noise_variance * samples / n)
+    return min(range(1, most + 1), key=lambda n: ((task_variance + noise_at_one / n)
                                                    * (fixed_cost + cost_per_answer * n), n))
 
 

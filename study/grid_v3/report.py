@@ -16,7 +16,8 @@ from pathlib import Path
 
 from common.machine import describe as describe_machine
 from study.engine.chart import recovery_chart
-from study.engine.results import heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, probe_curve
+from study.engine.results import (heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, load_summary,
+                                  probe_curve)
 from study.engine.runner import step_state
 from study.engine.settings import split_list
 from study.engine.profiles import load_profile
@@ -77,19 +78,27 @@ class Scores:
     rate}}}} (benchmark "mbpp_train" for MBPP's train split), sampled and greedy apart; a
     comparison pairs two models within one class, and remembers the pairs it could not."""
 
-    def __init__(self, sampled: dict, greedy: dict):
-        self.sampled, self.greedy = sampled, greedy
+    def __init__(self, sampled: dict, greedy: dict, answers: dict | None = None):
+        """`answers`: {CPU class: {model: answers per task}} of the sampled evaluations (the grid's
+        eval_samples where not given)."""
+        self.sampled, self.greedy, self.answers = sampled, greedy, answers or {}
         self.unpaired: list[dict] = []
 
     @classmethod
     def of(cls, grid: GridV3) -> "Scores":
         rates: dict = {"sampled": {}, "greedy": {}}
+        answers: dict = {}
         for (model, split, mode), folders in grid.evaluations_done().items():
             for cpu, folder in folders.items():
                 for benchmark in BENCHMARKS[split]:
                     name = "mbpp_train" if split == "train" else benchmark
                     rates[mode].setdefault(cpu, {}).setdefault(model, {})[name] = load_pass_rates(folder, benchmark)
-        return cls(rates["sampled"], rates["greedy"])
+                if mode == "sampled":  # one count per model: its test and train evaluations share the setting
+                    answers.setdefault(cpu, {})[model] = load_summary(folder)["n_samples"]
+        return cls(rates["sampled"], rates["greedy"], answers)
+
+    def answers_of(self, cpu: str, model: str, default: int) -> int:
+        return self.answers.get(cpu, {}).get(model, default)
 
     def compare(self, a: str, b: str, benchmarks: tuple[str, ...] | None = None) -> dict | None:
         """a against b (sampled), pooled over the benchmarks both hold on the CPU class where they
@@ -254,7 +263,8 @@ def _greedy_or_sampled(scores: Scores, arms: list[str], samples: int) -> list[di
             ratio = se["greedy"] / se["sampled"] if se["sampled"] else None
             rows.append({"a": arm, "b": original, "cpu_class": cpu, "benchmarks": list(shared),
                          "se_greedy": se["greedy"], "se_sampled": se["sampled"], "se_ratio": ratio,
-                         "greedy_tasks_worth": None if ratio is None else ratio ** 2, "answers_per_task": samples})
+                         "greedy_tasks_worth": None if ratio is None else ratio ** 2,
+                         "answers_per_task": scores.answers_of(cpu, arm, samples)})
     return rows
 
 
@@ -266,8 +276,6 @@ def _answers_per_task(scores: Scores, arms: list[str], samples: int, config: Gri
     and one more answer to each of its tasks as the cost per answer, from the class's profile):
     the figure to set --eval-samples by for the arms still to come."""
     rows = []
-    if samples < 2:
-        return rows
     for cpu, models in sorted(scores.sampled.items()):
         for arm in arms:
             original = original_of(arm)
@@ -276,9 +284,12 @@ def _answers_per_task(scores: Scores, arms: list[str], samples: int, config: Gri
             shared = [x for x in models[arm] if x in models[original]]
             pooled = [{f"{x}/{task}": rate for x in shared for task, rate in models[m][x].items()}
                       for m in (arm, original)]
-            found = samples_per_task(*pooled, samples)
+            counts = (scores.answers_of(cpu, arm, samples), scores.answers_of(cpu, original, samples))
+            if min(counts) < 2:
+                continue
+            found = samples_per_task(*pooled, counts)
             fixed, per_answer = _comparison_cost(config, cpu, arm, shared, found["n_tasks"])
-            best = best_answer_count(found["task_variance"], found["noise_variance"], samples, fixed_cost=fixed,
+            best = best_answer_count(found["task_variance"], found["noise_at_one"], fixed_cost=fixed,
                                      cost_per_answer=per_answer)
             rows.append({"a": arm, "b": original, "cpu_class": cpu, "benchmarks": shared, **found,
                          "best_answers": best, "fixed_minutes": round(fixed, 1),
@@ -396,7 +407,9 @@ def _power_row(r: dict) -> str:
 
 def _answers_row(r: dict) -> str:
     share = r["noise_share"]
-    return (f"| {r['a']} vs {r['b']} | {r['cpu_class']} | {r['n_tasks']} | {r['samples']} | "
+    counts = r["samples"] if isinstance(r["samples"], int) else (
+        r["samples"][0] if r["samples"][0] == r["samples"][1] else f"{r['samples'][0]} / {r['samples'][1]}")
+    return (f"| {r['a']} vs {r['b']} | {r['cpu_class']} | {r['n_tasks']} | {counts} | "
             f"{'–' if share is None else f'{100 * share:.0f}%'} | "
             + " | ".join(f"{100 * p['se']:.2f} pts" for p in r["projected"]) + f" | {100 * r['se_limit']:.2f} pts | "
             f"{r['best_answers']} answers (training etc. {r['fixed_minutes']:g} min, {r['minutes_per_answer']:g} min "
