@@ -218,31 +218,62 @@ def test_more_samples_per_task_shrink_the_standard_error_and_find_a_real_gap():
     assert twenty["verdict"].startswith("A better")
 
 
+def verdicts(rng, rates: np.ndarray, n: int, *, like: np.ndarray | None = None,
+             uniforms: np.ndarray | None = None) -> dict[str, list[bool]]:
+    """n answers' verdicts per task, each passing at its task's rate; `uniforms` [tasks, n]: the
+    draws to use (two models sampled from the same seeds share them)."""
+    u = rng.random((len(rates), n)) if uniforms is None else uniforms
+    return {f"t{i}": list(u[i] < r) for i, r in enumerate(rates)}
+
+
+def _rates(found: dict) -> dict[str, float]:
+    return {t: sum(v) / len(v) for t, v in found.items()}
+
+
 def test_the_projection_to_other_answer_counts_is_exact_at_its_own_and_predicts_another():
     rng = np.random.default_rng(1)
     base = rng.uniform(0.05, 0.95, size=3000)
     other = np.clip(base + rng.normal(0.0, 0.15, size=base.size), 0, 1)  # true task-level differences
     truth = float(np.var(other - base))
-    a5, b5 = sampled(rng, other, 5), sampled(rng, base, 5)
-    found = samples_per_task(a5, b5, 5, answers=(5, 40))
+    a5, b5 = verdicts(rng, other, 5), verdicts(rng, base, 5)  # independent draws
+    found = samples_per_task(a5, b5, answers=(5, 40))
     at_five, at_forty = found["projected"]
-    assert at_five["se"] == pytest.approx(compare_rates(a5, b5)["se"], rel=1e-9)  # today's, exactly
-    assert found["task_variance"] == pytest.approx(truth, rel=0.1)
-    measured_forty = compare_rates(sampled(rng, other, 40), sampled(rng, base, 40))["se"]
+    assert at_five["se"] == pytest.approx(compare_rates(_rates(a5), _rates(b5))["se"], rel=1e-9)  # today's, exactly
+    assert found["task_variance"] == pytest.approx(truth, rel=0.25) and found["samples"] == (5, 5)  # sd ~9% a draw
+    measured_forty = compare_rates(_rates(verdicts(rng, other, 40)), _rates(verdicts(rng, base, 40)))["se"]
     assert at_forty["se"] == pytest.approx(measured_forty, rel=0.06)  # predicted from 5 answers a task
     assert found["se_limit"] < at_forty["se"] < at_five["se"]
     assert at_five["detectable_diff"] == pytest.approx(2.8016 * at_five["se"], rel=1e-4)
     assert 0 < found["noise_share"] < 1
 
 
+def test_answers_drawn_from_the_same_seeds_are_projected_with_their_coupling():
+    """Two close models sampled with the same seeds share most answers: the difference's noise is
+    far below two independent samples', and the projection must know it."""
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0.05, 0.95, size=3000)
+    other = np.clip(base + rng.normal(0.0, 0.05, size=base.size), 0, 1)
+
+    def coupled(n):
+        u = rng.random((base.size, n))
+        return verdicts(rng, other, n, uniforms=u), verdicts(rng, base, n, uniforms=u)
+
+    found = samples_per_task(*coupled(5), answers=(40,))
+    independent = samples_per_task(verdicts(rng, other, 5), verdicts(rng, base, 5), answers=(40,))
+    assert found["noise_variance"] < 0.5 * independent["noise_variance"]
+    measured = compare_rates(*(_rates(side) for side in coupled(40)))["se"]
+    assert found["projected"][0]["se"] == pytest.approx(measured, rel=0.1)  # sd ~5% a draw, unbiased over 30
+    assert found["task_variance"] == pytest.approx(float(np.var(other - base)), rel=0.25)
+
+
 def test_the_projection_of_equal_models_is_all_noise_and_needs_two_answers():
     rng = np.random.default_rng(2)
     rates = rng.uniform(0.1, 0.9, size=2000)
-    found = samples_per_task(sampled(rng, rates, 5), sampled(rng, rates, 5), 5, answers=(5, 20))
+    found = samples_per_task(verdicts(rng, rates, 5), verdicts(rng, rates, 5), answers=(5, 20))
     assert found["task_variance"] < 0.1 * found["noise_variance"]  # nothing but sampling noise
     assert found["projected"][1]["se"] == pytest.approx(found["projected"][0]["se"] / 2, rel=0.1)
     with pytest.raises(ValueError, match="at least 2 answers"):
-        samples_per_task({"t0": 1.0, "t1": 0.0}, {"t0": 1.0, "t1": 0.0}, 1)
+        samples_per_task({"t0": [True], "t1": [False]}, {"t0": [True], "t1": [False]})
 
 
 def test_the_answer_count_that_decides_most_per_hour_follows_the_closed_form():
@@ -262,12 +293,13 @@ def test_two_answer_counts_project_each_sides_noise_by_its_own():
     rng = np.random.default_rng(3)
     base = rng.uniform(0.05, 0.95, size=3000)
     other = np.clip(base + rng.normal(0.0, 0.1, size=base.size), 0, 1)
-    a, b = sampled(rng, other, 10), sampled(rng, base, 3)
-    found = samples_per_task(a, b, (10, 3), answers=(20,))
-    assert found["noise_variance"] + found["task_variance"] == pytest.approx(compare_rates(a, b)["se"] ** 2 * 3000)
-    measured = compare_rates(sampled(rng, other, 20), sampled(rng, base, 20))["se"]
+    a, b = verdicts(rng, other, 10), verdicts(rng, base, 3)
+    found = samples_per_task(a, b, answers=(20,))
+    assert found["samples"] == (10, 3)
+    assert found["noise_variance"] + found["task_variance"] == pytest.approx(
+        compare_rates(_rates(a), _rates(b))["se"] ** 2 * 3000)
+    measured = compare_rates(_rates(verdicts(rng, other, 20)), _rates(verdicts(rng, base, 20)))["se"]
     assert found["projected"][0]["se"] == pytest.approx(measured, rel=0.06)
-    assert samples_per_task(a, b, 5)["noise_at_one"] != found["noise_at_one"]  # the counts matter
 
 
 def test_pooled_rates_prefix_the_benchmarks_and_test_them_together():

@@ -176,29 +176,33 @@ def test_the_report_weighs_greedy_against_sampled_on_pairs_scored_both_ways():
 
 
 def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
-    from study.engine.stats import samples_per_task
+    from study.engine.profiles import load_profile
+    from study.engine.stats import best_answer_count, samples_per_task
+    from study.grid_v3.cost import estimate
     from study.grid_v3.report import Scores, _answers_per_task, _answers_row
 
-    def rates(*values):
-        return {"humaneval": {f"HumanEval/{i}": v for i, v in enumerate(values)},
-                "mbpp": {f"Mbpp/{i}": 1 - v for i, v in enumerate(values)}}
+    def answers(*passed):  # each task's 5 answers: the first k pass
+        return {"humaneval": {f"HumanEval/{i}": [j < k for j in range(5)] for i, k in enumerate(passed)},
+                "mbpp": {f"Mbpp/{i}": [j >= k for j in range(5)] for i, k in enumerate(passed)}}
 
-    sampled = {CPU: {"akd": rates(0.8, 0.4, 0.6, 0.2), "student": rates(0.6, 0.4, 0.4, 0.2)},
-               "amx": {"akd": rates(0.8, 0.4, 0.6, 0.2)}}  # its original not scored there: no row
+    def rates(table):
+        return {x: {t: sum(v) / len(v) for t, v in tasks.items()} for x, tasks in table.items()}
+
+    verdicts = {CPU: {"akd": answers(4, 2, 3, 1), "student": answers(3, 2, 2, 1)},
+                "amx": {"akd": answers(4, 2, 3, 1)}}  # its original not scored there: no row
+    sampled = {cpu: {m: rates(t) for m, t in models.items()} for cpu, models in verdicts.items()}
     config = GridV3Config(out_dir="experiments/v3")
-    rows = _answers_per_task(Scores(sampled, {}), ["akd", "small-akd"], 5, config)
+    rows = _answers_per_task(Scores(sampled, {}, verdicts), ["akd", "small-akd"], config)
     assert [(r["a"], r["b"], r["cpu_class"], r["n_tasks"]) for r in rows] == [("akd", "student", CPU, 8)]
-    pooled = [{f"{x}/{t}": v for x, tasks in sampled[CPU][m].items() for t, v in tasks.items()} for m in ("akd", "student")]
-    assert rows[0]["projected"] == samples_per_task(*pooled, 5)["projected"]  # both benchmarks, one sample
+    pooled = [{f"{x}/{t}": v for x, tasks in verdicts[CPU][m].items() for t, v in tasks.items()} for m in ("akd", "student")]
+    assert rows[0]["projected"] == samples_per_task(*pooled)["projected"]  # both benchmarks, one sample
     at_five = next(p for p in rows[0]["projected"] if p["answers"] == 5)
-    assert at_five["se"] == pytest.approx(compare_rates(*pooled)["se"])
+    pooled_rates = [{t: sum(v) / 5 for t, v in side.items()} for side in pooled]
+    assert at_five["se"] == pytest.approx(compare_rates(*pooled_rates)["se"])
     assert _answers_row(rows[0]).startswith("| akd vs student | avx512_bf16 | 8 | 5 |")
-    assert _answers_per_task(Scores(sampled, {}), ["akd"], 1, config) == []  # one answer: no noise to split off
+    assert _answers_per_task(Scores(sampled, {}), ["akd"], config) == []  # no answers to split the noise by
     # the count deciding most per CPU hour: the arm's training and one engine start (the test split only
     # here) counted once, each answer to its 8 tasks on top, from this class's profile
-    from study.engine.profiles import load_profile
-    from study.engine.stats import best_answer_count
-    from study.grid_v3.cost import estimate
     p = load_profile(CPU)
     train = next(s for s in build_plan(config, CPU) if s.name == "train-akd")
     fixed = estimate(config, [train], p)[0]["minutes"] + p["engine_s"] / 60
@@ -208,10 +212,11 @@ def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
     assert row["best_answers"] == best_answer_count(row["task_variance"], row["noise_at_one"], fixed_cost=fixed,
                                                     cost_per_answer=8 * p["eval_s_per_sampled_answer"]["full"] / 60)
     assert f"| {row['best_answers']} answers (training etc." in _answers_row(row)
-    # each model's own count, as its evaluation recorded it (an arm scored with fewer answers than its original)
-    uneven = _answers_per_task(Scores(sampled, {}, {CPU: {"akd": 3, "student": 5}}), ["akd"], 5, config)[0]
-    assert uneven["samples"] == (3, 5) and uneven["projected"] == samples_per_task(*pooled, (3, 5))["projected"]
-    assert _answers_row(uneven).startswith("| akd vs student | avx512_bf16 | 8 | 3 / 5 |")
+    # each model's own count, as its evaluation made it (an arm scored with fewer answers than its original)
+    fewer = {CPU: {**verdicts[CPU], "akd": {x: {t: v[:3] for t, v in tasks.items()}
+                                            for x, tasks in verdicts[CPU]["akd"].items()}}}
+    uneven = _answers_per_task(Scores(sampled, {}, fewer), ["akd"], config)[0]
+    assert uneven["samples"] == (3, 5) and _answers_row(uneven).startswith("| akd vs student | avx512_bf16 | 8 | 3 / 5 |")
 
 
 def test_bad_settings_are_refused_in_one_line():

@@ -37,6 +37,15 @@ def load_pass_rates(eval_dir: Path, benchmark: str) -> dict[str, float]:
     return {row["task_id"]: row["statuses"].count("passed") / len(row["statuses"]) for row in rows}
 
 
+def load_verdicts(eval_dir: Path, benchmark: str) -> dict[str, list[bool]]:
+    """task id -> whether each of its answers passed, in the order they were sampled (answer i
+    of every task drawn with seed + i), for stats.samples_per_task."""
+    rows = read_results(eval_dir, benchmark)
+    if rows is None:
+        raise ExperimentError(f"{results_path(eval_dir, benchmark)} is missing: that evaluation has not finished")
+    return {row["task_id"]: [status == "passed" for status in row["statuses"]] for row in rows}
+
+
 def load_metrics(run_dir: Path) -> list[dict]:
     """The run's metrics.jsonl records, or none where the run has not started."""
     return read_metrics(run_dir)

@@ -209,46 +209,57 @@ def compare_rates(a: dict[str, float], b: dict[str, float], *, names: tuple[str,
             "detectable_diff": detectable}
 
 
-def samples_per_task(a: dict[str, float], b: dict[str, float], samples: int | tuple[int, int], *,
+def samples_per_task(a: dict[str, list[bool]], b: dict[str, list[bool]], *,
                      answers: tuple[int, ...] = (1, 2, 3, 5, 10, 20), alpha: float = 0.05,
                      power: float = 0.8) -> dict:
     """How the paired difference's standard error would move with another number of sampled
-    answers per task, from one pair scored with `samples` answers per task (one count for both
-    sides, or (a's, b's)).
+    answers per task, from each task's verdicts (passed or not) of A's and B's answers, in the
+    order they were sampled.
 
-    A task's rate c/n is its true rate plus binomial noise (the n answers are independent draws
-    given the task), so the per-task differences' variance splits into the spread of the true
-    differences between tasks (no number of answers removes it) and the sampling noise, which
-    falls as 1/n. The noise is estimated without bias from each side's p(1 - p)/(n - 1) (at most
-    the whole observed variance: on few tasks the estimate can exceed it); the task part is what
-    remains. With m answers per task on both sides the variance would be task + noise_at_one / m
-    (noise_at_one: the noise with one answer a side); at today's counts that is exactly today's.
-    The budget question then reads off the table: past the m where the noise is a small share,
-    more answers buy little.
+    Given the task, a model's answers are independent draws, so the per-task differences'
+    variance splits into the spread of the true differences between tasks (no number of answers
+    removes it) and the sampling noise, which falls as 1/n. The evaluations draw answer i of every
+    task with seed + i, the same for both models: two close models often write the same answer
+    from the same seed (common random numbers), so A's and B's answer i are correlated and the
+    noise of the difference is far smaller than two independent samples would have. It is
+    estimated without bias per task from the answers themselves: var(a)/n_a + var(b)/n_b -
+    2 m cov(a_i, b_i) / (n_a n_b), with the sample variances and the covariance of the m = min(n_a,
+    n_b) answer pairs that share a seed (ddof 1); at most the whole observed variance. With m
+    answers a side the noise would be noise_at_one / m (noise_at_one = var(a) + var(b) - 2 cov,
+    averaged over tasks); at today's counts (equal on both sides) the projection is exactly
+    today's standard error. (Answer i of every task shares its seed too; tasks are treated as
+    independent, as the t-test does.)
 
-    Keys: n_tasks, samples, task_variance, noise_variance (of one task's difference, at today's
-    counts), noise_at_one, noise_share, se_limit (the standard error with infinitely many
-    answers), and projected: [{answers, se, detectable_diff}] (detectable at `alpha` with
-    `power`, normal).
+    Keys: n_tasks, samples ((a's, b's) answers a task, the fewest), task_variance,
+    noise_variance (of one task's difference, at today's counts), noise_at_one, noise_share,
+    se_limit (with infinitely many answers), and projected: [{answers, se, detectable_diff}]
+    (detectable at `alpha` with `power`, normal).
     """
-    n_a, n_b = (samples, samples) if isinstance(samples, int) else samples
-    if min(n_a, n_b) < 2:
-        raise ValueError(f"need at least 2 answers per task to split the noise off, got {samples}")
     tasks = _same_tasks(a, b)
     if len(tasks) < 2:
         raise ValueError(f"need at least 2 shared tasks, got {len(tasks)}")
-    x, y = (np.array([_rate(side, scores, t) for t in tasks]) for side, scores in (("a", a), ("b", b)))
-    total = float(np.var(x - y, ddof=1))
-    noise_a, noise_b = float(np.mean(x * (1 - x) / (n_a - 1))), float(np.mean(y * (1 - y) / (n_b - 1)))
-    cap = min(1.0, total / (noise_a + noise_b)) if noise_a + noise_b else 1.0  # no more than all of it
-    noise, at_one = cap * (noise_a + noise_b), cap * (noise_a * n_a + noise_b * n_b)
+    n_a, n_b = (min(len(side[t]) for t in tasks) for side in (a, b))
+    if min(n_a, n_b) < 2:
+        raise ValueError(f"need at least 2 answers per task on each side to split the noise off, got {n_a} and {n_b}")
+    x = [np.asarray(a[t][:n_a], dtype=np.float64) for t in tasks]
+    y = [np.asarray(b[t][:n_b], dtype=np.float64) for t in tasks]
+    m = min(n_a, n_b)
+    var_a = np.array([v.var(ddof=1) for v in x])
+    var_b = np.array([v.var(ddof=1) for v in y])
+    cov = np.array([np.cov(u[:m], v[:m], ddof=1)[0, 1] for u, v in zip(x, y)])
+    d = np.array([u.mean() - v.mean() for u, v in zip(x, y)])
+    total = float(np.var(d, ddof=1))
+    noise = max(float(np.mean(var_a / n_a + var_b / n_b - 2 * m * cov / (n_a * n_b))), 0.0)
+    at_one = max(float(np.mean(var_a + var_b - 2 * cov)), 0.0)
+    cap = min(1.0, total / noise) if noise > 0 else 1.0  # no more than all of it
+    noise, at_one = noise * cap, at_one * cap
     task = total - noise
     z = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
     projected = []
-    for m in answers:
-        se = float(np.sqrt((task + at_one / m) / len(tasks)))
-        projected.append({"answers": m, "se": se, "detectable_diff": z * se})
-    return {"n_tasks": len(tasks), "samples": samples, "task_variance": task, "noise_variance": noise,
+    for count in answers:
+        se = float(np.sqrt((task + at_one / count) / len(tasks)))
+        projected.append({"answers": count, "se": se, "detectable_diff": z * se})
+    return {"n_tasks": len(tasks), "samples": (n_a, n_b), "task_variance": task, "noise_variance": noise,
             "noise_at_one": at_one, "noise_share": noise / total if total else None,
             "se_limit": float(np.sqrt(task / len(tasks))), "projected": projected}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from common.machine import describe as describe_machine
 from study.engine.chart import recovery_chart
-from study.engine.results import (heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, load_summary,
+from study.engine.results import (heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, load_verdicts,
                                   probe_curve)
 from study.engine.runner import step_state
 from study.engine.settings import split_list
@@ -48,7 +48,7 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
                     _losses_front(grid, scores, config)],
         "table": _table(scores),
         "power": _greedy_or_sampled(scores, arms, config.eval_samples),
-        "answers_per_task": _answers_per_task(scores, arms, config.eval_samples, config),
+        "answers_per_task": _answers_per_task(scores, arms, config),
         "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
                      and (f := heldout_fidelity(grid.run_dir(arm)))},
         "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
@@ -78,27 +78,29 @@ class Scores:
     rate}}}} (benchmark "mbpp_train" for MBPP's train split), sampled and greedy apart; a
     comparison pairs two models within one class, and remembers the pairs it could not."""
 
-    def __init__(self, sampled: dict, greedy: dict, answers: dict | None = None):
-        """`answers`: {CPU class: {model: answers per task}} of the sampled evaluations (the grid's
-        eval_samples where not given)."""
-        self.sampled, self.greedy, self.answers = sampled, greedy, answers or {}
+    def __init__(self, sampled: dict, greedy: dict, verdicts: dict | None = None):
+        """`verdicts`: {CPU class: {model: {benchmark: {task: [passed, ...]}}}} of the sampled
+        evaluations, each task's answers in the order they were sampled."""
+        self.sampled, self.greedy, self.verdicts = sampled, greedy, verdicts or {}
         self.unpaired: list[dict] = []
 
     @classmethod
     def of(cls, grid: GridV3) -> "Scores":
         rates: dict = {"sampled": {}, "greedy": {}}
-        answers: dict = {}
+        verdicts: dict = {}
         for (model, split, mode), folders in grid.evaluations_done().items():
             for cpu, folder in folders.items():
                 for benchmark in BENCHMARKS[split]:
                     name = "mbpp_train" if split == "train" else benchmark
                     rates[mode].setdefault(cpu, {}).setdefault(model, {})[name] = load_pass_rates(folder, benchmark)
-                if mode == "sampled":  # one count per model: its test and train evaluations share the setting
-                    answers.setdefault(cpu, {})[model] = load_summary(folder)["n_samples"]
-        return cls(rates["sampled"], rates["greedy"], answers)
+                    if mode == "sampled":
+                        verdicts.setdefault(cpu, {}).setdefault(model, {})[name] = load_verdicts(folder, benchmark)
+        return cls(rates["sampled"], rates["greedy"], verdicts)
 
     def answers_of(self, cpu: str, model: str, default: int) -> int:
-        return self.answers.get(cpu, {}).get(model, default)
+        """Answers per task of a model's sampled evaluations on `cpu` (the fewest of any task)."""
+        found = [len(v) for tasks in self.verdicts.get(cpu, {}).get(model, {}).values() for v in tasks.values()]
+        return min(found) if found else default
 
     def compare(self, a: str, b: str, benchmarks: tuple[str, ...] | None = None) -> dict | None:
         """a against b (sampled), pooled over the benchmarks both hold on the CPU class where they
@@ -268,7 +270,7 @@ def _greedy_or_sampled(scores: Scores, arms: list[str], samples: int) -> list[di
     return rows
 
 
-def _answers_per_task(scores: Scores, arms: list[str], samples: int, config: GridV3Config) -> list[dict]:
+def _answers_per_task(scores: Scores, arms: list[str], config: GridV3Config) -> list[dict]:
     """For every arm scored sampled beside its original on one CPU class: the pooled paired
     difference's standard error projected to other numbers of answers per task
     (stats.samples_per_task), and the count that decides most per CPU hour on that class
@@ -281,13 +283,13 @@ def _answers_per_task(scores: Scores, arms: list[str], samples: int, config: Gri
             original = original_of(arm)
             if arm not in models or original not in models:
                 continue
-            shared = [x for x in models[arm] if x in models[original]]
-            pooled = [{f"{x}/{task}": rate for x in shared for task, rate in models[m][x].items()}
-                      for m in (arm, original)]
-            counts = (scores.answers_of(cpu, arm, samples), scores.answers_of(cpu, original, samples))
-            if min(counts) < 2:
+            answers = scores.verdicts.get(cpu, {})
+            shared = [x for x in models[arm] if x in models[original]
+                      and x in answers.get(arm, {}) and x in answers.get(original, {})]
+            if not shared or min(scores.answers_of(cpu, m, 0) for m in (arm, original)) < 2:
                 continue
-            found = samples_per_task(*pooled, counts)
+            pooled = [{f"{x}/{task}": v for x in shared for task, v in answers[m][x].items()} for m in (arm, original)]
+            found = samples_per_task(*pooled)
             fixed, per_answer = _comparison_cost(config, cpu, arm, shared, found["n_tasks"])
             best = best_answer_count(found["task_variance"], found["noise_at_one"], fixed_cost=fixed,
                                      cost_per_answer=per_answer)
@@ -407,8 +409,8 @@ def _power_row(r: dict) -> str:
 
 def _answers_row(r: dict) -> str:
     share = r["noise_share"]
-    counts = r["samples"] if isinstance(r["samples"], int) else (
-        r["samples"][0] if r["samples"][0] == r["samples"][1] else f"{r['samples'][0]} / {r['samples'][1]}")
+    n_a, n_b = r["samples"]
+    counts = n_a if n_a == n_b else f"{n_a} / {n_b}"
     return (f"| {r['a']} vs {r['b']} | {r['cpu_class']} | {r['n_tasks']} | {counts} | "
             f"{'–' if share is None else f'{100 * share:.0f}%'} | "
             + " | ".join(f"{100 * p['se']:.2f} pts" for p in r["projected"]) + f" | {100 * r['se_limit']:.2f} pts | "
