@@ -66,6 +66,9 @@ def software_versions() -> dict:
     return versions
 
 
+CPU_CLASSES = ("amx", "avx512_bf16", "avx2", "other")  # what cpu_class returns
+
+
 def cpu_class(facts: dict) -> str:
     """The class a CPU's speed figures belong to: `amx`, `avx512_bf16`, `avx2` or `other`
     (bf16 in hardware, or not: figures from one class say nothing about another)."""

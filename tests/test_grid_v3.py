@@ -76,7 +76,11 @@ def test_every_run_of_one_size_gets_the_same_schedule_and_the_mix_its_weights(tm
     one_full, one_small = next(iter(full.values())), next(iter(small.values()))
     assert _value(one_full, "--max-steps") == "300" and _value(one_full, "--lr") == "5e-06"
     assert _value(one_small, "--max-steps") == "600" and _value(one_small, "--lr") == "3e-05"
-    assert _value(one_full, "--eval-every") == "50" and _value(one_full, "--eval-fraction") == "0.128"
+    assert _value(one_full, "--eval-fraction") == "0.128"
+    # a full-size run is checked at its start and end (full_heldout_evals 1), the pruned student's
+    # curve 6 times after its start; both resume from 6 checkpoints
+    assert _value(one_full, "--eval-every") == "300" and _value(one_full, "--checkpoint-every") == "50"
+    assert _value(one_small, "--eval-every") == "100" and _value(one_small, "--checkpoint-every") == "100"
     assert one_full[-2:] == ["--threads", "2"] and _value(one_full, "--seed") == "3"
     mix = commands["train-akd-mix"]
     assert [mix[i + 1] for i, a in enumerate(mix) if a == "--cache-weight"] == ["0.7", "0.3"]

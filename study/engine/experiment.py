@@ -10,19 +10,25 @@ from typing import Callable
 from common.machine import bf16_is_native, machine_facts
 from common.machine import describe as describe_machine
 from study.engine.keep import forget_partial_answers, keep, restore
-from study.engine.runner import kept_paths, log_line, root_lock, run_steps, step_state
-from study.engine.settings import ExperimentError, save_or_check_settings
+from study.engine.runner import carry_over, kept_paths, log_line, root_lock, run_steps, step_state
+from study.engine.settings import ExperimentError, check_settings, save_settings
 from study.engine.steps import Step
 
 
 def run_experiment(config, plan: Callable[[object], list[Step]], config_file: str, *, only: str | None = None,
-                   echo=print, command: str = "akd experiment run") -> dict[str, str]:
-    """`config`: frozen settings with `out_dir` (its `root`) and `keep_dir`; `plan(config)`: its steps."""
+                   echo=print, command: str = "akd experiment run", revisions=(),
+                   every_step: Callable[[object], list[Step]] | None = None) -> dict[str, str]:
+    """`config`: frozen settings with `out_dir` (its `root`) and `keep_dir`; `plan(config)`: its
+    steps on this machine; `revisions`: the definition's settings revisions (study/engine/settings.py);
+    `every_step(config)`: its steps on every machine (default: `plan`), those a revision may carry over."""
     root = Path(config.out_dir)
     keep_dir = Path(config.keep_dir) if config.keep_dir else None
     if keep_dir is not None and (restored := restore_experiment(keep_dir, root, config_file)):
         log_line(root, echo, f"restored {restored} kept files from {keep_dir}")
-    save_or_check_settings(config, root / config_file)
+    revised = check_settings(config, root / config_file, revisions=revisions)
+    if revised is not None:
+        _revise(root, revised, every_step or plan, config, keep_dir, echo)
+    save_settings(config, root / config_file, revised, revisions)
     if keep_dir is not None:
         keep(root, keep_dir, [root / config_file])
     if not bf16_is_native(facts := machine_facts()):
@@ -30,6 +36,19 @@ def run_experiment(config, plan: Callable[[object], list[Step]], config_file: st
                              "evaluation and training run in float32 (bf16 would be emulated), several "
                              "times slower than on a CPU that computes bf16")
     return run_steps(root, plan(config), only=only, echo=echo, keep_dir=keep_dir, command=command)
+
+
+def _revise(root: Path, revised, every_step, config, keep_dir: Path | None, echo) -> None:
+    """Carry over the steps begun before the revision (their records first: a stop between the
+    two leaves the old settings recorded, and the next run revises again)."""
+    with root_lock(root):
+        carried = carry_over(root, every_step(revised.before), every_step(config),
+                             ", ".join(r["name"] for r in revised.applied))
+    log_line(root, echo, f"settings revised ({revised.describe()}); "
+                         + (f"{len(carried)} steps begun before keep their commands: {', '.join(carried)}"
+                            if carried else "no step had begun that it changes"))
+    if keep_dir is not None and carried:
+        keep(root, keep_dir, [root / "steps" / f"{name}.json" for name in carried])
 
 
 def restore_experiment(keep_dir: Path, root: Path, config_file: str) -> int:

@@ -3,7 +3,8 @@
 A plan is a list of `Step`s under one root folder, made by an experiment's definition (grid
 v2: study/grid_v2/plan.py; the on-policy rounds: study/onpolicy/rounds.py); the engine knows
 no experiment. A step is done when its record
-(steps/<name>.json) says it finished with the same command and its output still verifies;
+(steps/<name>.json) says it finished with the same command and its output still verifies
+(or with the command it started with before a revision of the settings: `carry_over`);
 anything else runs again, and the stages underneath resume (teacher-cache from its shards,
 rollout from its shards, distill from its checkpoint, eval from saved answers). One runner
 at a time holds the root's lock; its children die with it, so a killed run leaves no
@@ -36,6 +37,8 @@ from study.engine.settings import ExperimentError
 from study.engine.steps import Step
 
 LOG_FILE, LOCK_FILE = "experiment.log", ".lock"
+STARTED = "started"  # the status of a step begun before a revision, carried over without a record of its own
+REVISED = "revised_command"  # a record's command under the settings revised since the step began
 _PR_SET_PDEATHSIG = 1
 
 
@@ -95,16 +98,45 @@ def _state(root: Path, step: Step) -> tuple[str, bool]:
         return "pending", False
     if record.get("status") == "running":
         return ("running" if _grid_is_running(root) else "pending"), False
+    if record.get("status") == STARTED:
+        return "pending", False
     if record.get("status") != "done":
         return "failed", False
     try:
-        if step.command is not None and record.get("command") != _akd_args(step):
+        if step.command is not None and _akd_args(step) not in (record.get("command"), record.get(REVISED)):
             return "pending", False  # the command changed (e.g. another template was chosen)
     except ExperimentError:
         return "pending", False  # its command depends on a step that is not done
     if step.verify():
         return "done", True
     return ("done" if step.kept is not None and step.kept() else "pending"), False
+
+
+def carry_over(root: Path, before: list[Step], after: list[Step], revision: str) -> list[str]:
+    """After a revision of the settings: every step begun under the settings `before` (a record,
+    or an output an earlier machine kept) whose command the revision changes keeps the command it
+    began with: a finished one stays done, an unfinished one finishes as it began (an evaluation's
+    saved answers are refused under other settings). Its record notes the command the revised
+    settings give it. Returns the names of the steps carried over."""
+    earlier = {step.name: step for step in before}
+    carried = []
+    for step in after:
+        prior = earlier.get(step.name)
+        record = read_record(root, step.name)
+        if step.command is None or prior is None or prior.command is None or (
+                record is None and not Path(step.output).exists()):
+            continue
+        try:
+            new, old = _akd_args(step), (record or {}).get("command") or _akd_args(prior)
+        except ExperimentError:
+            continue  # its command waits for a step not done: it has not begun
+        if new == old:
+            continue
+        record = record or {"name": step.name, "kind": step.kind, "output": str(step.output), "command": old,
+                            "status": STARTED}
+        _write_record(root, {**record, REVISED: new, "revision": revision})
+        carried.append(step.name)
+    return carried
 
 
 def read_record(root: Path, name: str) -> dict | None:
@@ -139,10 +171,16 @@ def _run_step(journal: _Journal, step: Step, rebuild: str = "") -> str:
         journal.log(f"rebuild {step.name}: {rebuild}")
         _remove(step.output)
     args = _akd_args(step) if step.command else None
-    record = {"name": step.name, "kind": step.kind, "output": str(step.output), "command": args,
+    earlier = read_record(root, step.name) or {}
+    carried = {}
+    if args is not None and earlier.get(REVISED) == args:  # begun before a revision: it finishes as it began
+        carried = {key: earlier[key] for key in (REVISED, "revision")}
+        args = earlier["command"]
+    record = {"name": step.name, "kind": step.kind, "output": str(step.output), "command": args, **carried,
               "status": "running", "started": _now(), "pid": os.getpid(), "machine": machine_facts()}
     _write_record(root, record)
-    journal.log(f"start {step.name}" + (f": akd {' '.join(args)}" if args else ""))
+    journal.log(f"start {step.name}" + (f": akd {' '.join(args)}" if args else "")
+                + (f" (begun before settings revision {carried['revision']}: as it began)" if carried else ""))
     started = time.perf_counter()
     if args is None:
         try:

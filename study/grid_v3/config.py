@@ -16,9 +16,17 @@ from common.settings import option_default, setting
 from stages.distill.losses.config import LOSS_KINDS
 from stages.evaluate.config import EvalConfig
 from stages.teacher import TeacherCacheConfig
-from study.engine.settings import ExperimentError, load_settings, split_list
+from study.engine.settings import ExperimentError, Revision, load_settings, split_list
 
 CONFIG_FILE = "experiment.json"
+
+# Changes decided from the grid's own results while it runs (study/engine/settings.py): the
+# steps begun before one keep their commands, the rest take the new values (the defaults below).
+REVISIONS = (
+    Revision("r2", {"full_heldout_evals": (6, 1)},
+             "A full-size run's 7 held-out checks took ~27 of its ~65 minutes on the AVX-512 BF16 EPYC; "
+             "its question (3) compares the last point, the curve is the pruned student's question."),
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,11 @@ class GridV3Config:
                                              "student's teacher: its unpruned parent or the 1.5B.")
     grad_accum: int = setting(2, "Micro-batches per optimizer step.")
     max_batch_tokens: int = setting(512, "Tokens per micro-batch, padding included.")
-    heldout_evals: int = setting(6, "Held-out fidelity points per run after the first (the recovery curve).")
+    heldout_evals: int = setting(6, "Held-out fidelity points after the first in every pruned-student run "
+                                     "(the recovery curve).")
+    full_heldout_evals: int = setting(1, "Held-out fidelity points after the first in every full-size run (the "
+                                         "last is what question 3's intervals compare).")
+    checkpoints: int = setting(6, "Resume points per run: a stop loses at most the steps since the last.")
     heldout_examples: int = setting(128, "Held-out sequences scored at each point (the intervals' sample).")
     distill_options: str = setting("", "Extra `akd distill` options for every run, e.g. '--threads 2'.")
     seed: int = 0
@@ -66,7 +78,8 @@ class GridV3Config:
 
     def __post_init__(self):
         for name in ("n_examples", "k", "full_steps", "small_steps", "teacher_choice_steps", "grad_accum",
-                     "max_batch_tokens", "heldout_evals", "heldout_examples", "eval_samples",
+                     "max_batch_tokens", "heldout_evals", "full_heldout_evals", "checkpoints", "heldout_examples",
+                     "eval_samples",
                      "cache_max_new_tokens", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -89,4 +102,4 @@ class GridV3Config:
 
 
 def load_config(out_dir) -> GridV3Config:
-    return load_settings(GridV3Config, out_dir, CONFIG_FILE, "akd experiment v3 run")
+    return load_settings(GridV3Config, out_dir, CONFIG_FILE, "akd experiment v3 run", REVISIONS)

@@ -81,10 +81,10 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
         size = "small" if step.meta.get("size") == "small" else "full"
         steps = step.meta["steps"]
         scored = 2 * config.heldout_examples  # the held-out slice and as many reference programs (the probe)
-        checks = (config.heldout_evals + 1) * p["heldout_eval_s"] * scored / PROFILE_HELDOUT_EXAMPLES
+        checks = step.meta["heldout_checks"] * p["heldout_eval_s"] * scored / PROFILE_HELDOUT_EXAMPLES
         return (p["train_overhead_s"] + steps * config.grad_accum * p["train_s_per_micro_batch"][size] + checks,
                 f"{steps} steps x {config.grad_accum} micro-batches x {p['train_s_per_micro_batch'][size]} s "
-                f"+ {config.heldout_evals + 1} checks of {config.heldout_examples} held-out sequences and "
+                f"+ {step.meta['heldout_checks']} checks of {config.heldout_examples} held-out sequences and "
                 f"{config.heldout_examples} reference programs")
     if step.kind == "prune":
         return p["prune_s"], "measured"

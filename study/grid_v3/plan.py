@@ -230,19 +230,24 @@ class GridV3:
         c = self.config
         lr = c.small_lr if size == "small" else c.lr
         return train_step(f"train-{arm}", self.run_dir(arm), caches=caches, student=student or c.student, loss=loss,
-                          steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr),
+                          steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr, size),
                           needs=(*needs, "cache-mbpp-references"),
-                          meta={"model": arm, "size": size, "data": data, "lr": lr, **(meta or {})},
+                          meta={"model": arm, "size": size, "data": data, "lr": lr,
+                                "heldout_checks": 1 + self._heldout_evals(size), **(meta or {})},
                           keep_checkpoints=False)
 
-    def _schedule(self, steps: int, lr: float) -> list[str]:
-        """The same for every run of one size: warmup, batching, held-out points, the probe, seed."""
+    def _heldout_evals(self, size: str) -> int:
+        return self.config.full_heldout_evals if size == "full" else self.config.heldout_evals
+
+    def _schedule(self, steps: int, lr: float, size: str) -> list[str]:
+        """The same for every run of one size: warmup, batching, held-out points, resume points, the probe, seed."""
         c = self.config
-        every = max(1, steps // c.heldout_evals)
         held_out = min(0.5, c.heldout_examples / c.n_examples)
         return ["--lr", str(lr), "--warmup-steps", str(max(1, steps // 20)), "--grad-accum", str(c.grad_accum),
-                "--max-batch-tokens", str(c.max_batch_tokens), "--eval-every", str(every),
-                "--checkpoint-every", str(every), "--keep-checkpoints", "1", "--eval-fraction", f"{held_out:.6g}",
+                "--max-batch-tokens", str(c.max_batch_tokens),
+                "--eval-every", str(max(1, steps // self._heldout_evals(size))),
+                "--checkpoint-every", str(max(1, steps // c.checkpoints)), "--keep-checkpoints", "1",
+                "--eval-fraction", f"{held_out:.6g}",
                 "--eval-max-examples", str(c.heldout_examples), "--heldout-per-sequence",
                 "--probe-cache", str(self.references_cache), "--seed", str(c.seed),
                 *c.distill_options.split()]

@@ -19,7 +19,7 @@ from study.engine.chart import recovery_chart
 from study.engine.results import (heldout_curve, heldout_fidelity, heldout_sequences, load_pass_rates, load_verdicts,
                                   probe_curve)
 from study.engine.runner import step_state
-from study.engine.settings import split_list
+from study.engine.settings import REVISIONS_KEY, split_list
 from study.engine.profiles import load_profile
 from study.engine.stats import (best_answer_count, compare_pooled, compare_rates, holm, paired_weighted_bootstrap,
                                samples_per_task)
@@ -54,6 +54,7 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
         "mbpp_answers": _read(grid.mbpp_data.with_name("mbpp-train-verified.meta.json")),
         "small_teacher": _read(grid.small_teacher_file),
         "machines": _machines(config.root),
+        "revisions": _revisions(config.root),
     }
     report["unpaired"] = scores.unpaired
     out_dir = Path(out_dir)
@@ -348,6 +349,15 @@ def _machines(root: Path) -> list[dict]:
             for r in sorted(records, key=lambda r: r.get("finished") or "") if r.get("status") == "done"]
 
 
+def _revisions(root: Path) -> list[dict]:
+    """The settings revisions the grid went through (not those it had from its start), each with
+    the steps begun before it that kept their commands (study/engine/settings.py)."""
+    record = _read(root / "experiment.json") or {}
+    steps = [json.loads(p.read_text()) for p in sorted((root / "steps").glob("*.json"))]
+    return [{**r, "begun_before": [s["name"] for s in steps if r["name"] in s.get("revision", "").split(", ")]}
+            for r in record.get(REVISIONS_KEY, []) if "changes" in r]
+
+
 def _read(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -393,6 +403,12 @@ def markdown(report: dict) -> str:
         left_out = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in sorted(answers.get("left_out", {}).items()))
         lines += ["", f"MBPP-train answers of the teacher that pass their own asserts: {answers.get('kept')} of "
                       f"{answers.get('n_tasks')}" + (f" (left out: {left_out})." if left_out else ".")]
+    if report.get("revisions"):
+        lines += ["", "## Settings revised while the grid ran", ""]
+        lines += [f"- {r['name']} ({r['applied']}): "
+                  + ", ".join(f"{k} {b} -> {a}" for k, (b, a) in r["changes"].items())
+                  + f". {r['why']} Steps begun before it, run as they began: "
+                  + (", ".join(r["begun_before"]) or "none") + "." for r in report["revisions"]]
     lines += ["", "## Which machine ran each step", "", "| step | machine | wall (s) |", "|---|---|---|"]
     lines += [f"| {r['step']} | {r['machine'] or '–'} | {r['wall_s'] if r['wall_s'] is not None else '–'} |"
               for r in report["machines"]]
