@@ -68,6 +68,7 @@ def test_probe_figures_sit_beside_the_held_out_ones_and_change_nothing_else(runs
     for record in evals:
         assert record["eval_tokens/probe-refs"] == response_tokens  # every example, none held out by hash
         assert record["eval_nll/probe-refs"] > 0 and record["eval_fkl/probe-refs"] > 0
+        assert record["eval_time_s"] > 0  # what a check cost, for the grids' profiles
     assert evals[1]["eval_nll/probe-refs"] != evals[0]["eval_nll/probe-refs"]  # the student moved
     # the probe is neither trained on nor pooled: training and held-out figures are the plain run's
     strip = [{k: v for k, v in r.items() if "probe" not in k and not k.endswith("_s")} for r in probed["metrics"]]

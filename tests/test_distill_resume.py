@@ -16,7 +16,7 @@ from distill_cache import random_cache
 from stages.distill.data import DataPosition
 
 REPO = Path(__file__).resolve().parents[1]
-TIMING_KEYS = ("step_time_s", "data_wait_s")
+TIMING_KEYS = ("step_time_s", "data_wait_s", "eval_time_s")
 
 
 def command(options: dict) -> list[str]:

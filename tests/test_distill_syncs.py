@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 QUIET_STEPS = (1, 2, 4, 5)
 LOGGING_STEP = 3
-TIMING_KEYS = ("step_time_s", "data_wait_s")
+TIMING_KEYS = ("step_time_s", "data_wait_s", "eval_time_s")
 
 
 @pytest.fixture(scope="module")

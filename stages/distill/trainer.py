@@ -351,6 +351,7 @@ def _evaluate(run: _Run) -> None:
     """Each cache's held-out slice, then all of them pooled (token-weighted): with several
     caches the record holds both, the per-cache figures as `<metric>/<cache label>`. A probe's
     figures are recorded the same way (`<metric>/probe-<folder>`) and never pooled."""
+    started = time.perf_counter()
     caches = [*run.mix.caches, *run.probes]
     sequences: list[list] | None = [[] for _ in run.eval_batches] if run.config.heldout_per_sequence else None
     trained = len(run.mix.caches)
@@ -366,6 +367,7 @@ def _evaluate(run: _Run) -> None:
     labelled = list(zip(caches, per_cache)) if trained > 1 else list(zip(run.probes, per_cache[trained:]))
     for cache, metrics in labelled:
         record.update({f"{key}/{cache.label}": value for key, value in metrics.items()})
+    record["eval_time_s"] = time.perf_counter() - started  # what a check costs (the grids' profiles)
     run.log.add(record)
 
 
