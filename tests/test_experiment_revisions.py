@@ -153,18 +153,19 @@ def test_grid_v3_revises_the_steps_of_every_cpu_class_and_its_report_names_the_r
     assert all(getattr(config, key) == new for r in V3_REVISIONS for key, (_, new) in r.changes.items())
 
     revised = check_settings(config, _v3_record(tmp_path, config), revisions=V3_REVISIONS)
-    assert revised.applied[0]["changes"] == {"full_heldout_evals": (6, 1)}
+    assert revised.applied[0]["changes"] == {"full_heldout_evals": (6, 1), "choice_heldout_evals": (6, 1)}
     save_settings(config, tmp_path / "experiment.json", revised, V3_REVISIONS)
     (tmp_path / "steps").mkdir()
     (tmp_path / "steps" / "train-akd-mix.json").write_text(json.dumps({"name": "train-akd-mix", "revision": "r2"}))
     (tmp_path / "steps" / "train-akd.json").write_text(json.dumps({"name": "train-akd"}))
     [found] = _revisions(tmp_path)
     assert found["name"] == "r2" and found["begun_before"] == ["train-akd-mix"]
-    assert found["changes"] == {"full_heldout_evals": [6, 1]}
+    assert found["changes"] == {"full_heldout_evals": [6, 1], "choice_heldout_evals": [6, 1]}
 
 
 def _v3_record(root: Path, config) -> Path:
     """grid v3's record as the first machines wrote it: no full_heldout_evals, checkpoints nor revisions."""
-    record = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("full_heldout_evals", "checkpoints")}
+    added = ("full_heldout_evals", "choice_heldout_evals", "checkpoints")
+    record = {k: v for k, v in dataclasses.asdict(config).items() if k not in added}
     (root / "experiment.json").write_text(json.dumps(record))
     return root / "experiment.json"

@@ -81,6 +81,8 @@ def test_every_run_of_one_size_gets_the_same_schedule_and_the_mix_its_weights(tm
     # curve 6 times after its start; both resume from 6 checkpoints
     assert _value(one_full, "--eval-every") == "300" and _value(one_full, "--checkpoint-every") == "50"
     assert _value(one_small, "--eval-every") == "100" and _value(one_small, "--checkpoint-every") == "100"
+    one_short = next(iter(short.values()))  # the teacher choice compares each run's end: 100 steps, 6 resume points
+    assert _value(one_short, "--eval-every") == "100" and _value(one_short, "--checkpoint-every") == "16"
     assert one_full[-2:] == ["--threads", "2"] and _value(one_full, "--seed") == "3"
     mix = commands["train-akd-mix"]
     assert [mix[i + 1] for i, a in enumerate(mix) if a == "--cache-weight"] == ["0.7", "0.3"]

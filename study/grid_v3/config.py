@@ -23,9 +23,9 @@ CONFIG_FILE = "experiment.json"
 # Changes decided from the grid's own results while it runs (study/engine/settings.py): the
 # steps begun before one keep their commands, the rest take the new values (the defaults below).
 REVISIONS = (
-    Revision("r2", {"full_heldout_evals": (6, 1)},
-             "A full-size run's 7 held-out checks took ~27 of its ~65 minutes on the AVX-512 BF16 EPYC; "
-             "its question (3) compares the last point, the curve is the pruned student's question."),
+    Revision("r2", {"full_heldout_evals": (6, 1), "choice_heldout_evals": (6, 1)},
+             "A full-size run's 7 held-out checks took ~27 of its ~65 minutes on the AVX-512 BF16 EPYC; its "
+             "question (3) and the teacher choice compare the last point; the curve is the pruned student's."),
 )
 
 
@@ -63,6 +63,8 @@ class GridV3Config:
                                      "(the recovery curve).")
     full_heldout_evals: int = setting(1, "Held-out fidelity points after the first in every full-size run (the "
                                          "last is what question 3's intervals compare).")
+    choice_heldout_evals: int = setting(1, "Held-out points after the first in each short run that picks the "
+                                           "pruned student's teacher (the choice compares the last).")
     checkpoints: int = setting(6, "Resume points per run: a stop loses at most the steps since the last.")
     heldout_examples: int = setting(128, "Held-out sequences scored at each point (the intervals' sample).")
     distill_options: str = setting("", "Extra `akd distill` options for every run, e.g. '--threads 2'.")
@@ -78,8 +80,8 @@ class GridV3Config:
 
     def __post_init__(self):
         for name in ("n_examples", "k", "full_steps", "small_steps", "teacher_choice_steps", "grad_accum",
-                     "max_batch_tokens", "heldout_evals", "full_heldout_evals", "checkpoints", "heldout_examples",
-                     "eval_samples",
+                     "max_batch_tokens", "heldout_evals", "full_heldout_evals", "choice_heldout_evals", "checkpoints",
+                     "heldout_examples", "eval_samples",
                      "cache_max_new_tokens", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -229,23 +229,26 @@ class GridV3:
                student: str | None = None, meta: dict | None = None) -> Step:
         c = self.config
         lr = c.small_lr if size == "small" else c.lr
+        checks = self._heldout_evals(size, choice="teacher_choice" in (meta or {}))
         return train_step(f"train-{arm}", self.run_dir(arm), caches=caches, student=student or c.student, loss=loss,
-                          steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr, size),
+                          steps=steps, models_dir=c.models_dir, options=self._schedule(steps, lr, checks),
                           needs=(*needs, "cache-mbpp-references"),
-                          meta={"model": arm, "size": size, "data": data, "lr": lr,
-                                "heldout_checks": 1 + self._heldout_evals(size), **(meta or {})},
+                          meta={"model": arm, "size": size, "data": data, "lr": lr, "heldout_checks": 1 + checks,
+                                **(meta or {})},
                           keep_checkpoints=False)
 
-    def _heldout_evals(self, size: str) -> int:
-        return self.config.full_heldout_evals if size == "full" else self.config.heldout_evals
+    def _heldout_evals(self, size: str, choice: bool) -> int:
+        """Held-out points after the first: the pruned student's curve has them all, a full-size run
+        and a teacher-choice run need only their last (question 3, the choice)."""
+        c = self.config
+        return c.choice_heldout_evals if choice else c.full_heldout_evals if size == "full" else c.heldout_evals
 
-    def _schedule(self, steps: int, lr: float, size: str) -> list[str]:
-        """The same for every run of one size: warmup, batching, held-out points, resume points, the probe, seed."""
+    def _schedule(self, steps: int, lr: float, heldout_evals: int) -> list[str]:
+        """The same for every run of one kind: warmup, batching, held-out points, resume points, the probe, seed."""
         c = self.config
         held_out = min(0.5, c.heldout_examples / c.n_examples)
         return ["--lr", str(lr), "--warmup-steps", str(max(1, steps // 20)), "--grad-accum", str(c.grad_accum),
-                "--max-batch-tokens", str(c.max_batch_tokens),
-                "--eval-every", str(max(1, steps // self._heldout_evals(size))),
+                "--max-batch-tokens", str(c.max_batch_tokens), "--eval-every", str(max(1, steps // heldout_evals)),
                 "--checkpoint-every", str(max(1, steps // c.checkpoints)), "--keep-checkpoints", "1",
                 "--eval-fraction", f"{held_out:.6g}",
                 "--eval-max-examples", str(c.heldout_examples), "--heldout-per-sequence",
