@@ -13,7 +13,7 @@ from common.machine import cpu_class, machine_facts
 from study.engine.choice_file import write_choice
 from study.engine.settings import ExperimentError
 from study.engine.stats import compare_pooled, compare_rates
-from study.grid_v3.config import GridV3Config
+from study.grid_v3.config import GridV3Config, load_config
 from study.grid_v3.plan import build_plan
 from teacher_data import write_rows
 
@@ -278,7 +278,7 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = {p.stem: json.loads(p.read_text()) for p in (out / "steps").glob("*.json")}
-    plan = [s.name for s in build_plan(GridV3Config(**json.loads((out / "experiment.json").read_text())))]
+    plan = [s.name for s in build_plan(load_config(out))]  # the settings as recorded
     assert sorted(records) == sorted(plan) and all(r["status"] == "done" for r in records.values())
     assert json.loads((out / "data" / "mbpp-train-verified.meta.json").read_text())["kept"] == 3
     for run in ("akd-mix", "akd-mbpp", "akd", "small-akd", "small-from-parent", "small-from-teacher"):
