@@ -162,6 +162,24 @@ def test_the_report_pairs_evaluations_only_within_one_cpu_class():
 
 
 
+def test_a_gain_found_before_every_arm_is_scored_says_so_and_what_the_whole_family_would_need():
+    from study.grid_v3.report import Scores, _beats_original
+
+    tasks = 200
+    student = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 0) for i in range(tasks)}}
+    better = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 0 or i % 5 == 0) for i in range(tasks)}}  # +~9 pts
+    scores = Scores({CPU: {"student": student, "akd-mix": better}}, {})
+    found = _beats_original(scores, ["akd-mix", "akd", "ce", "fkl"])
+    [row] = found["comparisons"]
+    assert found["open"] and found["waiting_for"] == ["akd", "ce", "fkl"]
+    assert row["holm_p"] == pytest.approx(row["p_value"])  # one arm scored: nothing to adjust yet
+    assert row["holm_p_all_arms_at_worst"] == pytest.approx(min(1.0, 4 * row["p_value"]))
+    assert found["answer"].startswith("yes so far (1 of 4 arms scored): akd-mix +")
+    assert "over all 4 if none still to come has a smaller p" in found["answer"]
+    whole = _beats_original(scores, ["akd-mix"])
+    assert whole["answer"].startswith("yes: akd-mix +") and "over all" not in whole["answer"]
+
+
 def test_the_report_weighs_greedy_against_sampled_on_pairs_scored_both_ways():
     from study.grid_v3.report import Scores, _greedy_or_sampled, _power_row
 
@@ -183,7 +201,7 @@ def test_the_report_weighs_greedy_against_sampled_on_pairs_scored_both_ways():
 
 def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
     from study.engine.profiles import load_profile
-    from study.engine.stats import best_answer_count, samples_per_task
+    from study.engine.stats import best_answer_count, precision_cost, samples_per_task
     from study.grid_v3.cost import estimate
     from study.grid_v3.report import Scores, _answers_per_task, _answers_row
 
@@ -218,6 +236,12 @@ def test_the_report_projects_the_sampled_pairs_to_other_answer_counts_pooled():
     assert row["best_answers"] == best_answer_count(row["task_variance"], row["noise_at_one"], fixed_cost=fixed,
                                                     cost_per_answer=8 * p["eval_s_per_sampled_answer"]["full"] / 60)
     assert f"| {row['best_answers']} answers (training etc." in _answers_row(row)
+    # how much more the best count decides per CPU hour than today's: variance x cost, the one measure
+    cost = {n: precision_cost(row["task_variance"], row["noise_at_one"], n, fixed_cost=fixed,
+                              cost_per_answer=row["minutes_per_answer"]) for n in (5, row["best_answers"])}
+    assert row["best_gain"] == pytest.approx(1 - cost[row["best_answers"]] / cost[5], abs=1e-3)
+    assert 0 <= row["best_gain"] < 1
+    assert _answers_row(row).endswith(f"{100 * row['best_gain']:.0f}% more decided per CPU hour than at 5 |")
     # each model's own count, as its evaluation made it (an arm scored with fewer answers than its original)
     fewer = {CPU: {**verdicts[CPU], "akd": {x: {t: v[:3] for t, v in tasks.items()}
                                             for x, tasks in verdicts[CPU]["akd"].items()}}}

@@ -276,8 +276,15 @@ def best_answer_count(task_variance: float, noise_at_one: float, *, fixed_cost: 
     if fixed_cost < 0 or cost_per_answer <= 0 or most < 1:
         raise ValueError(f"need fixed_cost >= 0, cost_per_answer > 0, most >= 1; got {fixed_cost}, "
                          f"{cost_per_answer}, {most}")
-    return min(range(1, most + 1), key=lambda n: ((task_variance + noise_at_one / n)
-                                                   * (fixed_cost + cost_per_answer * n), n))
+    return min(range(1, most + 1), key=lambda n: (precision_cost(task_variance, noise_at_one, n, fixed_cost=fixed_cost,
+                                                                 cost_per_answer=cost_per_answer), n))
+
+
+def precision_cost(task_variance: float, noise_at_one: float, answers: int, *, fixed_cost: float,
+                   cost_per_answer: float) -> float:
+    """Variance x cost of a comparison with `answers` a task (best_answer_count's measure): two
+    counts' ratio is how much more one decides per CPU hour."""
+    return (task_variance + noise_at_one / answers) * (fixed_cost + cost_per_answer * answers)
 
 
 def _rate(side: str, scores: dict, task: str) -> float:

@@ -22,7 +22,7 @@ from study.engine.runner import step_state
 from study.engine.settings import REVISIONS_KEY, split_list
 from study.engine.profiles import load_profile
 from study.engine.stats import (best_answer_count, compare_pooled, compare_rates, holm, paired_weighted_bootstrap,
-                               samples_per_task)
+                               precision_cost, samples_per_task)
 from study.grid_v3.config import GridV3Config
 from study.grid_v3.cost import estimate, sampled_answer_s
 from study.grid_v3.plan import ORIGINALS, GridV3
@@ -152,17 +152,23 @@ def _beats_original(scores: Scores, arms: list[str]) -> dict:
     if not found:
         return {"question": question, "open": True, "answer": "not yet: no distilled student and its original "
                                                                 "are both scored", "comparisons": []}
+    pending = sorted(set(arms) - set(found))
     adjusted = holm({arm: r["p_value"] for arm, r in found.items()})
+    # the family is every arm: until all are scored, the adjusted p if none still to come has a smaller p
+    at_worst = holm({**{arm: r["p_value"] for arm, r in found.items()}, **dict.fromkeys(pending, 1.0)})
     for arm, r in found.items():
-        r["holm_p"] = adjusted[arm]
+        r["holm_p"], r["holm_p_all_arms_at_worst"] = adjusted[arm], at_worst[arm]
     better = [arm for arm, r in found.items() if r["holm_p"] < ALPHA and r["diff"] > 0]
     best = max(found.values(), key=lambda r: r["diff"])
     if better:
-        answer = "yes: " + "; ".join(f"{arm} {_pts(found[arm]['diff'])} pts over {original_of(arm)} (Holm p = "
-                                     f"{found[arm]['holm_p']:.2g})" for arm in better)
+        so_far = f" so far ({len(found)} of {len(arms)} arms scored)" if pending else ""
+        answer = f"yes{so_far}: " + "; ".join(
+            f"{arm} {_pts(found[arm]['diff'])} pts over {original_of(arm)} (95% CI {_pts(found[arm]['ci_low'])} to "
+            f"{_pts(found[arm]['ci_high'])}, p = {found[arm]['p_value']:.2g}, Holm p = {found[arm]['holm_p']:.2g}"
+            + (f" over the arms scored, {found[arm]['holm_p_all_arms_at_worst']:.2g} over all {len(arms)} if none "
+               "still to come has a smaller p" if pending else "") + ")" for arm in better)
     else:
         answer = f"no, of {len(found)} arm(s) scored; the largest gain, {best['a']}: {_no(best)}"
-    pending = sorted(set(arms) - set(found))
     return {"question": question, "open": bool(pending), "answer": answer, "waiting_for": pending,
             "comparisons": list(found.values())}
 
@@ -294,9 +300,13 @@ def _answers_per_task(scores: Scores, arms: list[str], config: GridV3Config) -> 
             fixed, per_answer = _comparison_cost(config, cpu, arm, shared, found["n_tasks"])
             best = best_answer_count(found["task_variance"], found["noise_at_one"], fixed_cost=fixed,
                                      cost_per_answer=per_answer)
+            now = min(found["samples"])
+            cost = {n: precision_cost(found["task_variance"], found["noise_at_one"], n, fixed_cost=fixed,
+                                      cost_per_answer=per_answer) for n in (now, best)}
             rows.append({"a": arm, "b": original, "cpu_class": cpu, "benchmarks": shared, **found,
                          "best_answers": best, "fixed_minutes": round(fixed, 1),
-                         "minutes_per_answer": round(per_answer, 2)})
+                         "minutes_per_answer": round(per_answer, 2),
+                         "best_gain": 1 - cost[best] / cost[now] if cost[now] else 0.0})
     return rows
 
 
@@ -431,7 +441,7 @@ def _answers_row(r: dict) -> str:
             f"{'–' if share is None else f'{100 * share:.0f}%'} | "
             + " | ".join(f"{100 * p['se']:.2f} pts" for p in r["projected"]) + f" | {100 * r['se_limit']:.2f} pts | "
             f"{r['best_answers']} answers (training etc. {r['fixed_minutes']:g} min, {r['minutes_per_answer']:g} min "
-            "an answer a task) |")
+            f"an answer a task): {100 * r['best_gain']:.0f}% more decided per CPU hour than at {min(r['samples'])} |")
 
 
 def _pct(value: float | None) -> str:
