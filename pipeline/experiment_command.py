@@ -144,6 +144,10 @@ def v3_status_command(out_dir, keep_dir):
     if elsewhere:
         click.echo(f"evaluated on another CPU class (this one: {grid.cpu}; pairs form within a class): "
                    + ", ".join(elsewhere))
+    timed = sorted(f"speed-{model}@{cpu}" for cpu, models in grid.speeds_done().items() if cpu != grid.cpu
+                   for model in models)
+    if timed:
+        click.echo(f"timed on another CPU class (speeds compare within a class): {', '.join(timed)}")
 
 
 @v3_group.command("keep")

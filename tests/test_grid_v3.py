@@ -162,21 +162,23 @@ def test_the_report_pairs_evaluations_only_within_one_cpu_class():
 
 
 
-def test_a_gain_found_before_every_arm_is_scored_says_so_and_what_the_whole_family_would_need():
+def test_a_gain_found_before_every_arm_is_scored_says_so_and_what_the_whole_family_would_need(tmp_path):
+    from study.grid_v3.plan import GridV3
     from study.grid_v3.report import Scores, _beats_original
 
     tasks = 200
     student = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 0) for i in range(tasks)}}
     better = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 0 or i % 5 == 0) for i in range(tasks)}}  # +~9 pts
     scores = Scores({CPU: {"student": student, "akd-mix": better}}, {})
-    found = _beats_original(scores, ["akd-mix", "akd", "ce", "fkl"])
+    grid = GridV3(GridV3Config(out_dir=str(tmp_path)), CPU)
+    found = _beats_original(grid, scores, ["akd-mix", "akd", "ce", "fkl"])
     [row] = found["comparisons"]
     assert found["open"] and found["waiting_for"] == ["akd", "ce", "fkl"]
     assert row["holm_p"] == pytest.approx(row["p_value"])  # one arm scored: nothing to adjust yet
     assert row["holm_p_all_arms_at_worst"] == pytest.approx(min(1.0, 4 * row["p_value"]))
     assert found["answer"].startswith("yes so far (1 of 4 arms scored): akd-mix +")
     assert "over all 4 if none still to come has a smaller p" in found["answer"]
-    whole = _beats_original(scores, ["akd-mix"])
+    whole = _beats_original(grid, scores, ["akd-mix"])
     assert whole["answer"].startswith("yes: akd-mix +") and "over all" not in whole["answer"]
 
 
@@ -295,7 +297,7 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
             "--heldout-evals", "1", "--heldout-examples", "8", "--max-batch-tokens", "1024",
             "--distill-options", "--max-seq-len 1024 --precision float32 --threads 1 --final-dtype float32 --no-plots",
             "--eval-samples", "2", "--eval-limit", "3", "--eval-max-new-tokens", "16", "--no-greedy-headline",
-            "--backend", "hf"]
+            "--speed-prompts", "2", "--speed-new-tokens", "4", "--backend", "hf"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     subprocess.run(args + ["--only", "eval-teacher-train-greedy"], cwd=REPO, env=env, check=True, capture_output=True)
     give_passing_mbpp_train_answers(out / "evals" / "teacher" / "train-greedy")
@@ -360,6 +362,14 @@ def test_a_tiny_grid_v3_runs_to_sampled_scores_that_compare(tiny_models, tmp_pat
     assert f"pass their own asserts: {kept['kept']} of {kept['n_tasks']}" in markdown
     assert report["figure"] == "recovery.png" and (results / "recovery.png").stat().st_size > 10_000
     assert "](recovery.png)" in markdown
+    speed = {row["model"]: row for row in report["speed"]}  # akd speed of teacher, student, pruned student
+    assert [m for m in speed if not m.startswith("small-")] == ["teacher", "student", "small"]
+    assert speed["small-akd"]["timed_as"] == "small" and speed["student"]["speedup_over_student"] == 1.0
+    assert speed["small"]["parameters"] < speed["student"]["parameters"] < speed["teacher"]["parameters"]
+    assert json.loads((tmp_path / "kept" / "speed" / here / "small" / "speed.json").read_text())["prompts"] == 2
+    claimed = "x the student's decode tokens/s" in report["answers"][2]["answer"]
+    assert claimed == bool(speed["student"]["test_pass_at_1"])  # no share of a student that passes nothing
+    assert "## Size, accuracy and decode speed" in markdown
 
 
 def test_the_estimate_costs_every_step_from_the_profile_and_samples_as_many_answers(tmp_path):

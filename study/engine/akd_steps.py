@@ -1,5 +1,6 @@
 """Steps that run one `akd` command each, built from the stages' own configs: a teacher cache, an
-evaluation, a distillation run, a pruned model, verified answers, reference answers. An
+evaluation, a distillation run, a pruned model, verified answers, reference answers, a decode
+speed. An
 experiment's definition names its folders and arms and calls these. Cache and evaluation
 commands are written from the stages' configs (`to_cli_args`, checked when the plan is built); a
 training command takes the definition's schedule as arguments, like the free-form
@@ -15,8 +16,9 @@ from typing import Callable
 from common.settings import to_cli_args
 from stages.distill.run_folder import CHECKPOINTS_DIR
 from stages.evaluate.config import EvalConfig
+from stages.evaluate.speed import SpeedConfig
 from stages.teacher import TeacherCacheConfig
-from study.engine.steps import Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole
+from study.engine.steps import Step, cache_is_whole, eval_is_whole, run_is_kept, run_is_whole, speed_is_whole
 
 Lazy = Callable[[], str]  # a value known only once an earlier step has run (a choice, a folder)
 
@@ -50,6 +52,21 @@ def eval_step(name: str, out: Path, model: str | Lazy, *, models_dir: str, needs
                 verify=lambda: eval_is_whole(out, list(probe.benchmarks), probe.split),
                 meta={"benchmarks": list(probe.benchmarks), "split": probe.split, "n_samples": probe.n_samples,
                       "temperature": probe.temperature, **(meta or {})})
+
+
+def speed_step(name: str, out: Path, model: str | Lazy, *, models_dir: str, needs: tuple[str, ...] = (),
+               meta: dict | None = None, **options) -> Step:
+    """`akd speed` of `model` into `out`: decode tokens/s at a fixed answer length; `options`:
+    SpeedConfig's, by field name (prompts, new_tokens, backend)."""
+    probe = SpeedConfig(model="-", **options)
+
+    def command() -> list[str]:
+        config = SpeedConfig(model=_now(model), out_dir=str(out), **options)
+        return ["speed", *to_cli_args(config), "--models-dir", models_dir]
+
+    return Step(name, "speed", out, needs=needs, command=command,
+                verify=lambda: speed_is_whole(out, probe.prompts, probe.new_tokens),
+                meta={"prompts": probe.prompts, "new_tokens": probe.new_tokens, **(meta or {})})
 
 
 def train_step(name: str, run_dir: Path, *, caches: list[tuple[Path | Lazy, float | None]], student: str | Lazy,

@@ -15,6 +15,7 @@ from pathlib import Path
 from common.settings import option_default, setting
 from stages.distill.losses.config import LOSS_KINDS
 from stages.evaluate.config import EvalConfig
+from stages.evaluate.speed import SpeedConfig
 from stages.teacher import TeacherCacheConfig
 from study.engine.settings import ExperimentError, Revision, load_settings, split_list
 
@@ -76,12 +77,17 @@ class GridV3Config:
     eval_limit: int = setting(0, "Only the first N tasks of each benchmark (0 = all).")
     eval_max_new_tokens: int = setting(512, "Longest answer in every evaluation.")
     backend: str = setting("vllm", "Engine of the teacher cache and the evaluations.", choices=("vllm", "hf"))
+    # decode speed (`akd speed`): what the pruned student's accuracy is kept at
+    speed_prompts: int = setting(option_default(SpeedConfig, "prompts"), "HumanEval prompts each `akd speed` "
+                                                                       "answers (teacher, student, pruned student).")
+    speed_new_tokens: int = setting(option_default(SpeedConfig, "new_tokens"), "New tokens per prompt, exactly, "
+                                                                             "in each `akd speed`.")
     trust_model_code: bool = setting(EvalConfig.trust_model_code, "Passed to every `akd eval` (see its --help).")
 
     def __post_init__(self):
         for name in ("n_examples", "k", "full_steps", "small_steps", "teacher_choice_steps", "grad_accum",
                      "max_batch_tokens", "heldout_evals", "full_heldout_evals", "choice_heldout_evals", "checkpoints",
-                     "heldout_examples", "eval_samples",
+                     "heldout_examples", "eval_samples", "speed_prompts", "speed_new_tokens",
                      "cache_max_new_tokens", "eval_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ExperimentError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

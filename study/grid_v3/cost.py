@@ -88,6 +88,10 @@ def _cost(config: GridV3Config, step, p: Profile) -> tuple[float, str]:
                 f"{config.heldout_examples} reference programs")
     if step.kind == "prune":
         return p["prune_s"], "measured"
+    if step.kind == "speed":
+        tokens, rate = step.meta["prompts"] * step.meta["new_tokens"], p["speed_tok_s"][_engine(step)]
+        return (p["engine_s"] + tokens / rate,
+                f"{step.meta['prompts']} prompts x {step.meta['new_tokens']} tokens at {rate:g} tok/s + engine")
     return 5.0, "in-process"  # the verified answers, the references, a choice
 
 

@@ -11,7 +11,9 @@ something:
 2. the width-pruned student, which starts far below its teacher: first its teacher is chosen, its
    unpruned parent or the 1.5B (a short AKD run from each on its own CodeAlpaca answers,
    study/grid_v3/teacher_choice.py), then it trains with each of `small_losses` on the chosen
-   teacher's cache (its recovery curve: held-out fidelity at every checkpoint);
+   teacher's cache (its recovery curve: held-out fidelity at every checkpoint); once it is
+   scored, `akd speed` times teacher, student and pruned student decoding the same fixed-length
+   answers on this machine's class (what the pruned student's accuracy is kept at);
 3. the full-size student with the other losses (`full_losses`) on the same cache and budget;
 4. the teacher's own scores (the accuracy loss), then the greedy headline of every model (of the
    student and akd-mix right after akd-mix's sampled one: the first pair that weighs greedy
@@ -38,8 +40,8 @@ from pathlib import Path
 
 from common.machine import cpu_class, machine_facts
 from stages.distill.run_folder import FINAL_DIR, run_slug
-from study.engine.akd_steps import (cache_step, eval_step, references_step, train_step, verified_answers_step,
-                                    width_prune_step)
+from study.engine.akd_steps import (cache_step, eval_step, references_step, speed_step, train_step,
+                                    verified_answers_step, width_prune_step)
 from study.engine.choice_file import read_choice, write_choice
 from study.engine.results import probe_curve, probe_sequences
 from study.engine.settings import ExperimentError, split_list
@@ -54,6 +56,8 @@ MBPP_TRAINED = ("akd-mix", "akd-mbpp")  # trained on MBPP train answers: never s
 POWER_PAIR = ("student", "akd-mix")
 ORIGINALS = ("student", "small")  # what the distilled students are compared with: re-evaluated per CPU class
 EVAL_STEP = re.compile(r"^eval-(?P<model>.+)-(?P<split>test|train)-(?P<mode>sampled|greedy)@(?P<cpu>[a-z0-9_]+)$")
+SPEED_STEP = re.compile(r"^speed-(?P<model>.+)@(?P<cpu>[a-z0-9_]+)$")
+TIMED = ("teacher", "student", "small")  # decode speed: the trained pruned students share small's architecture
 
 
 class GridV3:
@@ -84,6 +88,9 @@ class GridV3:
     def run_dir(self, arm: str) -> Path:
         return self.root / "runs" / arm
 
+    def speed_dir(self, model: str, cpu: str | None = None) -> Path:
+        return self.root / "speed" / (cpu or self.cpu) / model
+
     # ---- the plan ----
     def steps(self) -> list[Step]:
         c = self.config
@@ -113,6 +120,7 @@ class GridV3:
         steps.append(width_prune_step("prune-small", c.student, self.small_dir, c.small_mlp_keep,
                                       models_dir=c.models_dir))
         steps += self._scored("small", small, role="student", size="small", needs=("prune-small",))
+        steps += self._speeds()
         steps += self._teacher_choice(small)
         for loss in split_list(c.small_losses):
             steps += self._arm(f"small-{loss}", loss, [(self.small_teacher_cache, None)], size="small",
@@ -146,6 +154,32 @@ class GridV3:
             if folder.is_dir():
                 done.setdefault((match["model"], match["split"], match["mode"]), {})[match["cpu"]] = folder
         return done
+
+    def speeds_done(self) -> dict[str, dict[str, Path]]:
+        """CPU class -> {model: folder} of every finished `akd speed` (speed.json inside)."""
+        done: dict[str, dict[str, Path]] = {}
+        for path in sorted((self.root / "steps").glob("speed-*@*.json")):
+            match = SPEED_STEP.match(path.stem)
+            folder = self.speed_dir(match["model"], match["cpu"]) if match else None
+            if folder and json.loads(path.read_text()).get("status") == "done" and folder.is_dir():
+                done.setdefault(match["cpu"], {})[match["model"]] = folder
+        return done
+
+    def _speeds(self) -> list[Step]:
+        """Decode tokens/s at a fixed answer length of teacher, student and pruned student, all three
+        on this machine's class (a speed-up is a ratio within one class), unless another class has
+        timed all three already."""
+        done = self.speeds_done()
+        if any(set(TIMED) <= set(models) for cpu, models in done.items() if cpu != self.cpu):
+            return []
+        c = self.config
+        models = {"teacher": (c.teacher, "teacher", ()), "student": (c.student, "student", ()),
+                  "small": (str(self.small_dir), "student", ("prune-small",))}
+        return [speed_step(f"speed-{model}@{self.cpu}", self.speed_dir(model), path, models_dir=c.models_dir,
+                           needs=needs, prompts=c.speed_prompts, new_tokens=c.speed_new_tokens, backend=c.backend,
+                           meta={"model": model, "role": role, "size": "teacher" if model == "teacher" else
+                                 _size(model), "speed_class": self.cpu})
+                for model, (path, role, needs) in models.items()]
 
     def _on_this_class(self, steps: list[Step]) -> list[Step]:
         """Leave out the evaluations made on another CPU class, except an original's where a model

@@ -21,11 +21,12 @@ from study.engine.results import (heldout_curve, heldout_fidelity, heldout_seque
 from study.engine.runner import step_state
 from study.engine.settings import REVISIONS_KEY, split_list
 from study.engine.profiles import load_profile
+from stages.evaluate.speed import read_speed
 from study.engine.stats import (best_answer_count, compare_pooled, compare_rates, holm, paired_weighted_bootstrap,
                                precision_cost, samples_per_task)
 from study.grid_v3.config import GridV3Config
 from study.grid_v3.cost import estimate, sampled_answer_s
-from study.grid_v3.plan import ORIGINALS, GridV3
+from study.grid_v3.plan import ORIGINALS, TIMED, GridV3
 
 ALPHA = 0.05
 FIGURE = "recovery.png"
@@ -39,14 +40,16 @@ def build_v3_report(config: GridV3Config, out_dir: Path) -> dict:
     states = {s.name: step_state(config.root, s) for s in steps}
     scores = Scores.of(grid)
     arms = [s.meta["model"] for s in steps if s.kind == "train" and "teacher_choice" not in s.meta]
+    speed = _size_speed(grid, scores)
     report = {
         "config": json.loads((config.root / "experiment.json").read_text()) if (config.root / "experiment.json")
         .exists() else None,
         "progress": {"done": sum(v == "done" for v in states.values()), "steps": len(steps),
                      "pending": [n for n, v in states.items() if v != "done"]},
-        "answers": [_beats_original(scores, arms), _target_near(scores), _pruned_recovery(grid, scores, config),
-                    _losses_front(grid, scores, config)],
+        "answers": [_beats_original(grid, scores, arms), _target_near(scores),
+                    _pruned_recovery(grid, scores, config, speed), _losses_front(grid, scores, config)],
         "table": _table(scores),
+        "speed": speed,
         "power": _greedy_or_sampled(scores, arms, config.eval_samples),
         "answers_per_task": _answers_per_task(scores, arms, config),
         "fidelity": {arm: f for arm in arms if states[f"train-{arm}"] == "done"
@@ -146,7 +149,7 @@ def _no(result: dict) -> str:
 
 
 # ---- the answers ----
-def _beats_original(scores: Scores, arms: list[str]) -> dict:
+def _beats_original(grid: GridV3, scores: Scores, arms: list[str]) -> dict:
     question = "Does any distilled student beat its original significantly (pooled, Holm-adjusted over the arms)?"
     found = {arm: r for arm in arms if (r := scores.compare(arm, original_of(arm)))}
     if not found:
@@ -168,7 +171,9 @@ def _beats_original(scores: Scores, arms: list[str]) -> dict:
             + (f" over the arms scored, {found[arm]['holm_p_all_arms_at_worst']:.2g} over all {len(arms)} if none "
                "still to come has a smaller p" if pending else "") + ")" for arm in better)
     else:
-        answer = f"no, of {len(found)} arm(s) scored; the largest gain, {best['a']}: {_no(best)}"
+        best["budget_for_a_yes"] = budget_for_a_yes(best, _tokens_seen(grid, best["a"]))
+        answer = (f"no, of {len(found)} arm(s) scored; the largest gain, {best['a']}: {_no(best)}; "
+                  f"{_budget_text(best['budget_for_a_yes'])}")
     return {"question": question, "open": bool(pending), "answer": answer, "waiting_for": pending,
             "comparisons": list(found.values())}
 
@@ -188,7 +193,7 @@ def _target_near(scores: Scores) -> dict:
     return {"question": question, "open": len(pairs) < 2, "answer": "; ".join(lines), "comparisons": pairs}
 
 
-def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config) -> dict:
+def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config, speed: list[dict]) -> dict:
     question = ("How much of the pruned student's loss does distillation recover per million training tokens, "
                 "and with which loss?")
     choice = _read(grid.small_teacher_file)
@@ -204,16 +209,24 @@ def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config) -> dict
         tokens = curve[-1]["tokens_seen"]
         probe = probe_curve(grid.run_dir(arm), grid.references_cache.name)
         rows.append({"arm": arm, "loss": loss, "tokens_seen": tokens, "fkl_before": curve[0]["fkl"],
-                     "fkl_after": curve[-1]["fkl"], "curve": curve, "probe_curve": probe, **result,
+                     "fkl_after": curve[-1]["fkl"], "fkl_by_half": fkl_by_half(curve), "curve": curve,
+                     "probe_curve": probe, **result, "budget_for_a_yes": budget_for_a_yes(result, tokens),
                      "pass_gain_per_m_tokens": result["diff"] / (tokens / 1e6) if tokens else None})
+    kept = _speed_text(speed)
     if not rows:
-        return {"question": question, "open": True, "answer": chose + "not yet", "rows": []}
+        return {"question": question, "open": True, "answer": chose + "not yet" + kept, "rows": []}
     best = max(rows, key=lambda r: r["diff"])
     answer = (f"{chose}best {best['arm']}: {_pts(best['diff'])} pts pass@1 over the pruned student after "
               f"{best['tokens_seen'] / 1e6:.2f}M tokens (held-out FKL {best['fkl_before']:.3f} -> "
               f"{best['fkl_after']:.3f}" + (f"; NLL of MBPP train's reference programs {best['probe_curve'][0]['nll']:.3f}"
                                             f" -> {best['probe_curve'][-1]['nll']:.3f}" if best["probe_curve"] else "")
               + "); " + "; ".join(f"{r['arm']} {_pts(r['diff'])} pts (p = {r['p_value']:.2g})" for r in rows))
+    if best["p_value"] >= ALPHA:
+        halves = best["fkl_by_half"]
+        answer += (f"; not significant: {_budget_text(best['budget_for_a_yes'])}" + (
+            f" (its held-out FKL fell {halves[0]:.3f} over the first half of its tokens and {halves[1]:.3f} over "
+            "the second)" if halves else ""))
+    answer += kept
     return {"question": question, "open": len(rows) < len(split_list(config.small_losses)), "answer": answer,
             "rows": rows}
 
@@ -238,6 +251,46 @@ def _losses_front(grid: GridV3, scores: Scores, config: GridV3Config) -> dict:
     if not parts:
         return {"question": question, "open": True, "answer": "not yet", "sizes": {}}
     return {"question": question, "open": len(parts) < 2, "answer": "; ".join(parts), "sizes": found}
+
+
+def _tokens_seen(grid: GridV3, arm: str) -> int | None:
+    curve = heldout_curve(grid.run_dir(arm))
+    return curve[-1]["tokens_seen"] if curve else None
+
+
+def budget_for_a_yes(result: dict, tokens_seen: int | None) -> dict | None:
+    """The training tokens at which a gain growing in proportion to tokens would reach the
+    difference this comparison finds 4 times in 5: a linear extrapolation from one budget, to be
+    read as a lower bound on what a yes needs (gains usually flatten), never as a measurement."""
+    detect, diff = result.get("detectable_diff"), result["diff"]
+    if not tokens_seen or detect is None:
+        return None
+    if diff <= 0:
+        return {"tokens_seen": tokens_seen, "tokens_needed": None, "times": None}
+    times = max(1.0, detect / diff)
+    return {"tokens_seen": tokens_seen, "tokens_needed": round(tokens_seen * times), "times": round(times, 1)}
+
+
+def fkl_by_half(curve: list[dict]) -> tuple[float, float] | None:
+    """How far held-out FKL fell over the first and the second half of a run's tokens (the point
+    nearest half-way splits them): a curve still falling as fast in its second half is far from
+    flat. None for a curve of fewer than three points."""
+    if len(curve) < 3:
+        return None
+    half = curve[-1]["tokens_seen"] / 2
+    middle = min(curve[1:-1], key=lambda p: abs(p["tokens_seen"] - half))
+    return curve[0]["fkl"] - middle["fkl"], middle["fkl"] - curve[-1]["fkl"]
+
+
+def _budget_text(budget: dict | None) -> str:
+    if budget is None:
+        return "no budget for a yes can be extrapolated (tokens seen or detectable difference unknown)"
+    seen = budget["tokens_seen"] / 1e6
+    if budget["tokens_needed"] is None:
+        return f"no gain at {seen:.2f}M training tokens to extrapolate a budget for a yes from"
+    return (f"extrapolated linearly from {seen:.2f}M training tokens (a gain in proportion to tokens: a lower "
+            f"bound, gains flatten), a yes would need ~{budget['tokens_needed'] / 1e6:.1f}M tokens "
+            f"({budget['times']:g}x)")
 
 
 def _heldout_difference(a: dict, b: dict, key: str) -> dict:
@@ -337,6 +390,59 @@ def _table(scores: Scores) -> list[dict]:
     return rows
 
 
+def _size_speed(grid: GridV3, scores: Scores) -> list[dict]:
+    """Per CPU class where `akd speed` timed the student: parameters, decode tokens/s at a fixed
+    answer length, pooled sampled test pass@1 (HumanEval and MBPP test, on the same class), and
+    each model's speed and accuracy as shares of the student's and the teacher's. A trained
+    pruned student runs at the pruned student's speed (one architecture, one measurement)."""
+    rows = []
+    for cpu, folders in sorted(grid.speeds_done().items()):
+        timed = {model: read_speed(folder) for model, folder in folders.items()}
+        if "student" not in timed:
+            continue
+        models = [m for m in TIMED if m in timed]
+        if "small" in timed:
+            models += sorted(m for m in scores.sampled.get(cpu, {}) if m.startswith("small-"))
+        accuracy = {m: _pooled_test(scores, cpu, m) for m in {*models, "teacher", "student"}}
+        for model in models:
+            record = timed.get(model) or timed["small"]
+            rows.append({"model": model, "cpu_class": cpu, "timed_as": model if model in timed else "small",
+                         "parameters": record["parameters"], "tokens_per_s": record["tokens_per_s"],
+                         "fixed_length": f"{record['prompts']} prompts x {record['new_tokens']} tokens",
+                         "speedup_over_student": record["tokens_per_s"] / timed["student"]["tokens_per_s"],
+                         "test_pass_at_1": accuracy[model],
+                         "kept_of_student": _share(accuracy[model], accuracy["student"]),
+                         "kept_of_teacher": _share(accuracy[model], accuracy["teacher"])})
+    return rows
+
+
+def _pooled_test(scores: Scores, cpu: str, model: str) -> float | None:
+    """Mean per-task pass rate over HumanEval and MBPP test together (sampled), or None."""
+    rates = scores.sampled.get(cpu, {}).get(model, {})
+    if not all(b in rates for b in BENCHMARKS["test"]):
+        return None
+    values = [v for b in BENCHMARKS["test"] for v in rates[b].values()]
+    return sum(values) / len(values)
+
+
+def _share(value: float | None, of: float | None) -> float | None:
+    return None if value is None or not of else value / of
+
+
+def _speed_text(speed: list[dict]) -> str:
+    """The pruned student's accuracy kept at its decode speed-up: the best pruned model scored on
+    the class where the speeds were timed."""
+    small = [r for r in speed if r["timed_as"] == "small" and r["kept_of_student"] is not None]
+    if not small:
+        return ""
+    best = max(small, key=lambda r: r["kept_of_student"])
+    teacher = (f" ({100 * best['kept_of_teacher']:.0f}% of the teacher's)" if best["kept_of_teacher"] is not None
+               else "")
+    return (f"; at {best['speedup_over_student']:.2f}x the student's decode tokens/s (`akd speed`, "
+            f"{best['fixed_length']}, {best['cpu_class']}), {best['model']} keeps "
+            f"{100 * best['kept_of_student']:.0f}% of the student's pooled test pass@1{teacher}")
+
+
 def _export_samples(grid: GridV3, out_dir: Path) -> dict[str, list[str]]:
     """`akd eval-export` of every evaluation done: samples/<cpu class>/<model>/<split>-<mode>/
     <benchmark>[_split].jsonl.gz, per task and sample the solution as it ran and its verdict
@@ -392,6 +498,14 @@ def markdown(report: dict) -> str:
         cells = [row["cpu_class"], _pct(s.get("humaneval")), _pct(s.get("mbpp")), _pct(s.get("mbpp_train")),
                  _pct(g.get("humaneval")), _pct(g.get("mbpp"))]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    if report.get("speed"):
+        lines += ["", "## Size, accuracy and decode speed", "",
+                  "Decode tokens/s from `akd speed` (every prompt answered with exactly the same number of new "
+                  "tokens, greedy, one engine per model); pass@1 sampled, pooled over HumanEval and MBPP test; "
+                  "speeds compare only within one CPU class.", "",
+                  "| model | CPU class | parameters | tokens/s | x the student's speed | pooled test pass@1 | "
+                  "of the student's | of the teacher's |", "|---|---|---|---|---|---|---|---|"]
+        lines += [_speed_row(r) for r in report["speed"]]
     if report.get("power"):
         lines += ["", "## Greedy or sampled: which decides more per generated token", "",
                   "| pair | CPU class | benchmarks | SE of the difference, greedy | sampled | ratio | one sampled task "
@@ -423,6 +537,13 @@ def markdown(report: dict) -> str:
     lines += [f"| {r['step']} | {r['machine'] or '–'} | {r['wall_s'] if r['wall_s'] is not None else '–'} |"
               for r in report["machines"]]
     return "\n".join(lines) + "\n"
+
+
+def _speed_row(r: dict) -> str:
+    timed = r["tokens_per_s"] if r["timed_as"] == r["model"] else f"{r['tokens_per_s']} (as small)"
+    kept = [_pct(r["kept_of_student"]), _pct(r["kept_of_teacher"])]
+    return (f"| {r['model']} | {r['cpu_class']} | {r['parameters'] / 1e6:.0f}M | {timed} | "
+            f"{r['speedup_over_student']:.2f} | {_pct(r['test_pass_at_1'])} | " + " | ".join(kept) + " |")
 
 
 def _power_row(r: dict) -> str:
