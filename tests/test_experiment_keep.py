@@ -50,7 +50,7 @@ def test_a_file_too_large_for_git_is_refused_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(study.engine.keep, "MAX_KEPT_MB", 1)
     (tmp_path / "grid").mkdir()
     (tmp_path / "grid" / "big.parquet").write_bytes(b"0" * (2 * 2**20))
-    with pytest.raises(KeepError, match=r"big.parquet is 2 MB, over the 1 MB"):
+    with pytest.raises(KeepError, match=r"big.parquet is 2 MB as kept, over the 1 MB"):
         keep(tmp_path / "grid", tmp_path / "kept", [tmp_path / "grid"])
     assert not (tmp_path / "kept").exists()
 
@@ -165,3 +165,35 @@ def test_an_unfinished_evaluations_answers_are_kept_for_the_next_machine_and_dro
 
     assert run_steps(root, steps, keep_dir=kept, echo=lambda line: None) == {steps[0].name: "done"}
     assert not partial.exists() and (partial.parent / "generations.jsonl").exists()  # finished: the journal goes
+
+
+def test_large_text_files_are_kept_packed_and_come_back_byte_for_byte(tmp_path):
+    from stages.evaluate.answer_journal import PARTIAL_FILE
+    from study.engine.keep import PACK_MIN_BYTES, PACKED, forget_partial_answers
+
+    root, kept = tmp_path / "grid", tmp_path / "kept"
+    out = root / "evals" / "akd" / "test-sampled" / "mbpp"
+    out.mkdir(parents=True)
+    answers = "".join(f'{{"task_id": "Mbpp/{i}", "text": "def f():\\n    return {i}"}}\n' for i in range(3000))
+    assert len(answers) > PACK_MIN_BYTES
+    (out / "generations.jsonl").write_text(answers)
+    (out / "summary.json").write_text('{"pass@1": 0.5}')
+    (out / "tiny.jsonl").write_text('{"a": 1}\n')  # too small to be worth packing
+    (kept / "evals" / "akd" / "test-sampled" / "mbpp").mkdir(parents=True)
+    (kept / "evals" / "akd" / "test-sampled" / "mbpp" / "generations.jsonl").write_text("kept before packing")
+    assert keep(root, kept, [root / "evals"]) == 3
+    mirror = kept / "evals" / "akd" / "test-sampled" / "mbpp"
+    assert sorted(p.name for p in mirror.iterdir()) == ["generations.jsonl" + PACKED, "summary.json", "tiny.jsonl"]
+    assert (mirror / ("generations.jsonl" + PACKED)).stat().st_size < len(answers) / 4
+    assert keep(root, kept, [root / "evals"]) == 0  # unchanged: nothing written again
+    fresh = tmp_path / "machine-2"
+    assert restore(kept, fresh) == 3
+    assert (fresh / out.relative_to(root) / "generations.jsonl").read_text() == answers
+    assert not list(fresh.rglob("*" + PACKED)) and not list(fresh.rglob(".*"))
+
+    journal = out / PARTIAL_FILE  # an unfinished evaluation's answers: packed too, and dropped once it finishes
+    journal.write_text(answers)
+    keep(root, kept, [root / "evals"])
+    assert (mirror / (PARTIAL_FILE + PACKED)).exists()
+    journal.unlink()
+    assert forget_partial_answers(root, kept, root / "evals") == 1 and not (mirror / (PARTIAL_FILE + PACKED)).exists()

@@ -2,7 +2,6 @@
 and what the report makes of them: the pruned student's accuracy kept at its speed-up; and the
 labelled extrapolation of the budget a "no" would need for a yes."""
 import json
-from pathlib import Path
 
 import pytest
 

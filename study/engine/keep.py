@@ -9,9 +9,15 @@ runner trains it again only when a step that is not done needs those weights
 (study/runner.py). The keep folder mirrors the grid folder, path for path. An evaluation stopped
 midway is kept too when asked (`keep_experiment`): the answers it saved so far, so that a machine of
 the same CPU class resumes it; they leave the keep folder once it finishes.
+
+Text files of some size (an evaluation's answers and verdicts, a log) are kept gzipped, as
+<name>.kept.gz (a sampled evaluation's ~6 MB of JSON lines take ~1.3 MB): the committed tree stays
+small enough for a clone, and for the 64 MiB a device machine takes. Restore unpacks them.
 """
 from __future__ import annotations
 
+import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +26,10 @@ from stages.evaluate.answer_journal import PARTIAL_FILE
 from study.engine.settings import ExperimentError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
-MAX_KEPT_MB = 40  # one file; a cache shard or an evaluation's answers are a few MB
+MAX_KEPT_MB = 40  # one file as kept; a cache shard or an evaluation's answers are a few MB
+PACKED = ".kept.gz"  # a kept text file, gzipped: restore writes it back under its name without this
+PACK_SUFFIXES = (".jsonl", ".log")
+PACK_MIN_BYTES = 64 * 1024
 
 
 class KeepError(ExperimentError):
@@ -46,20 +55,29 @@ def kept_files(path: Path) -> list[Path]:
 
 def keep(root: Path, keep_dir: Path, paths) -> int:
     """Copy the keepable files under each of `paths` (inside `root`) to the same place under
-    `keep_dir`; returns how many were copied (changed or new)."""
+    `keep_dir` (packed where `_packs`); returns how many were copied (changed or new)."""
     root, keep_dir = Path(root), Path(keep_dir)
     files = [f for path in paths for f in kept_files(Path(path))]
-    too_big = [f for f in files if f.stat().st_size > MAX_KEPT_MB * 2**20]
+    contents = {f: _pack(f) if _packs(f) else None for f in files}
+    too_big = [f for f in files if _kept_size(f, contents[f]) > MAX_KEPT_MB * 2**20]
     if too_big:
-        raise KeepError(f"{too_big[0]} is {too_big[0].stat().st_size / 2**20:.0f} MB, over the "
-                        f"{MAX_KEPT_MB} MB a kept file may take: not kept")
+        size = _kept_size(too_big[0], contents[too_big[0]])
+        raise KeepError(f"{too_big[0]} is {size / 2**20:.0f} MB as kept, over the {MAX_KEPT_MB} MB a kept file "
+                        "may take: not kept")
     copied = 0
     for file in files:
-        target = keep_dir / file.relative_to(root)
+        plain = keep_dir / file.relative_to(root)
+        packed = plain.with_name(plain.name + PACKED)
+        target, other = (packed, plain) if contents[file] is not None else (plain, packed)
+        if other.exists():  # kept the other way before (the file grew, or was kept before packing)
+            other.unlink()
         if target.exists() and _same(file, target):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(file, target)
+        if contents[file] is None:
+            shutil.copy2(file, target)
+        else:
+            _write_atomic(target, contents[file])
         copied += 1
     return copied
 
@@ -70,8 +88,9 @@ def forget_partial_answers(root: Path, keep_dir: Path, path: Path) -> int:
     root, keep_dir = Path(root), Path(keep_dir)
     mirror = keep_dir / Path(path).relative_to(root)
     gone = 0
-    for stale in sorted(mirror.rglob(PARTIAL_FILE)) if mirror.is_dir() else []:
-        if not (root / stale.relative_to(keep_dir)).exists():
+    found = [*mirror.rglob(PARTIAL_FILE), *mirror.rglob(PARTIAL_FILE + PACKED)] if mirror.is_dir() else []
+    for stale in sorted(found):
+        if not (root / _unpacked(stale.relative_to(keep_dir))).exists():
             stale.unlink()
             gone += 1
     return gone
@@ -88,10 +107,13 @@ def restore(keep_dir: Path, root: Path, last: str | None = None) -> int:
     files = kept_files(keep_dir)
     files.sort(key=lambda f: f.relative_to(keep_dir).as_posix() == last)
     for file in files:
-        target = root / file.relative_to(keep_dir)
+        target = root / _unpacked(file.relative_to(keep_dir))
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, target)
+            if file.name.endswith(PACKED):
+                _write_atomic(target, gzip.decompress(file.read_bytes()))
+            else:
+                shutil.copy2(file, target)
             copied += 1
     return copied
 
@@ -100,5 +122,32 @@ def _is_weight(file: Path) -> bool:
     return file.suffix in WEIGHT_SUFFIXES
 
 
-def _same(a: Path, b: Path) -> bool:
-    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+def _packs(file: Path) -> bool:
+    return file.suffix in PACK_SUFFIXES and file.stat().st_size >= PACK_MIN_BYTES
+
+
+def _pack(file: Path) -> bytes:
+    return gzip.compress(file.read_bytes(), compresslevel=6, mtime=0)  # the same bytes for the same file
+
+
+def _kept_size(file: Path, packed: bytes | None) -> int:
+    return file.stat().st_size if packed is None else len(packed)
+
+
+def _unpacked(relative: Path) -> Path:
+    name = relative.name
+    return relative.with_name(name.removesuffix(PACKED)) if name.endswith(PACKED) else relative
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write through a hidden temporary (never kept or restored): a stop midway leaves no half file."""
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
+
+
+def _same(a: Path, kept: Path) -> bool:
+    """Whether `kept` (packed or not) holds what `a` holds."""
+    if kept.name.endswith(PACKED):
+        return gzip.decompress(kept.read_bytes()) == a.read_bytes()
+    return a.stat().st_size == kept.stat().st_size and a.read_bytes() == kept.read_bytes()
