@@ -191,7 +191,12 @@ def v3_estimate_command(**options):
     from study.grid_v3.cost import estimate, hours_left, total_hours, with_progress
     from study.grid_v3.plan import build_plan
 
+    from study.engine.settings import check_settings
+    from study.grid_v3.config import CONFIG_FILE, REVISIONS
+
     config, profile = GridV3Config(**options), load_profile()
+    if (config.root / CONFIG_FILE).exists():  # what is left is read from the grid there: same settings only
+        check_settings(config, config.root / CONFIG_FILE, "grid", REVISIONS)
     click.echo(f"figures measured on {profile.cpu_class}" + (
         f"; not measured there, taken from {REFERENCE_CLASS}: {', '.join(profile.borrowed())}"
         if profile.borrowed() else ""))

@@ -419,3 +419,18 @@ def test_the_estimate_of_what_is_left_counts_only_the_steps_not_done_and_shows_w
     assert (row["state"], row["took_minutes"], row["ran_on"]) == ("done", 2.1, CPU)
     assert all(r["state"] == "pending" and r["took_minutes"] is None for r in rows if r is not row)
     assert hours_left(rows) == pytest.approx(total_hours(rows) - row["minutes"] / 60)
+
+
+def test_the_estimate_of_a_grid_run_with_other_settings_is_refused_in_one_line(tmp_path):
+    """Its steps' commands would differ from the records: every step would read as not done."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    (tmp_path / "experiment.json").write_text(json.dumps({"out_dir": str(tmp_path), "models_dir": "/elsewhere"}))
+    refused = CliRunner().invoke(main, ["experiment", "v3", "estimate", "--out-dir", str(tmp_path)])
+    assert refused.exit_code != 0 and "models_dir: the grid in place has '/elsewhere', this command has 'models'" \
+        in refused.output and "Traceback" not in refused.output
+    same = CliRunner().invoke(main, ["experiment", "v3", "estimate", "--out-dir", str(tmp_path),
+                                     "--models-dir", "/elsewhere"])
+    assert same.exit_code == 0 and "total:" in same.output
