@@ -196,7 +196,8 @@ def v3_estimate_command(**options):
 
     config, profile = GridV3Config(**options), load_profile()
     if (config.root / CONFIG_FILE).exists():  # what is left is read from the grid there: same settings only
-        check_settings(config, config.root / CONFIG_FILE, "grid", REVISIONS)
+        check_settings(config, config.root / CONFIG_FILE, "grid", REVISIONS,
+                       advice="give the options the grid ran with (its experiment.json holds them)")
     click.echo(f"figures measured on {profile.cpu_class}" + (
         f"; not measured there, taken from {REFERENCE_CLASS}: {', '.join(profile.borrowed())}"
         if profile.borrowed() else ""))

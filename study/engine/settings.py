@@ -65,7 +65,8 @@ def _recorded(cls, out_dir: str, record: dict, revisions=()) -> dict:
     return {**defaults, **earlier, **{k: v for k, v in record.items() if k in fields}}
 
 
-def check_settings(config, path: Path, what: str = "grid", revisions=()) -> Revised | None:
+def check_settings(config, path: Path, what: str = "grid", revisions=(),
+                   advice: str = "use another --out-dir or delete it") -> Revised | None:
     """Refuse settings that differ from the record at `path` in anything but `revisions` not yet
     applied there (one line naming the first difference). Returns what would be revised, or
     None where the record is missing or the same."""
@@ -90,7 +91,7 @@ def check_settings(config, path: Path, what: str = "grid", revisions=()) -> Revi
                if key not in UNCOMPARED and saved.get(key) != value]
     if changed:
         raise ExperimentError(f"{path}: {changed[0]}" + (f" (and {len(changed) - 1} more)"
-                              if len(changed) > 1 else "") + "; use another --out-dir or delete it")
+                              if len(changed) > 1 else "") + f"; {advice}")
     return Revised(type(config)(**before), applied) if applied else None
 
 
