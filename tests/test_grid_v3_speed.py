@@ -1,6 +1,7 @@
 """Grid v3's decode speeds (`akd speed` of teacher, student and pruned student on one CPU class)
 and what the report makes of them: the pruned student's accuracy kept at its speed-up; and the
-labelled extrapolation of the budget a "no" would need for a yes."""
+labelled extrapolation of the budget a "no" would need for a yes; the share of the pruning cost
+the pruned student's distillation wins back."""
 import json
 
 import pytest
@@ -143,3 +144,32 @@ def test_a_no_over_the_arms_names_the_extrapolated_budget_of_the_largest_gain(tm
     budget = row["budget_for_a_yes"]
     assert budget["tokens_seen"] == 300_000 and budget["tokens_needed"] > 300_000
     assert f"a yes would need ~{budget['tokens_needed'] / 1e6:.1f}M tokens" in found["answer"]
+
+
+def test_the_recovery_answer_states_the_share_of_the_pruning_cost_won_back_per_million_tokens(tmp_path):
+    from study.grid_v3.report import Scores, _pruned_recovery
+
+    config = GridV3Config(out_dir=str(tmp_path), small_losses="akd")
+    grid = GridV3(config, CPU)
+    run = grid.run_dir("small-akd")
+    run.mkdir(parents=True)
+    metrics = [{"split": "train", "step": s, "tokens": 1000} for s in range(1, 501)]
+    metrics += [{"split": "eval", "step": s, "eval_fkl": f} for s, f in ((0, 0.4), (250, 0.3), (500, 0.25))]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    tasks = 400
+
+    def rates(passing) -> dict:
+        return {"mbpp": {f"Mbpp/{i}": float(passing(i)) for i in range(tasks)}}
+
+    scores = Scores({CPU: {"student": rates(lambda i: i % 2 == 0),  # 50%
+                           "small": rates(lambda i: i % 10 == 0),  # 10%: pruning cost 40 pts
+                           "small-akd": rates(lambda i: i % 10 == 0 or i % 10 == 2)}}, {})  # 20%: +10 pts
+    found = _pruned_recovery(grid, scores, config, [])
+    [row] = found["rows"]
+    assert found["pruning_cost"]["diff"] == pytest.approx(0.4) and row["recovered_share"] == pytest.approx(0.25)
+    assert row["tokens_seen"] == 500_000
+    assert "+10.0 pts pass@1 over the pruned student after 0.50M tokens, 25% of the 40.0 pts pruning cost it" \
+        in found["answer"] and "50% per million tokens" in found["answer"]
+    no_gap = Scores({CPU: {"student": rates(lambda i: i % 10 == 0), "small": rates(lambda i: i % 10 == 0),
+                           "small-akd": rates(lambda i: i % 10 == 0 or i % 10 == 2)}}, {})
+    assert _pruned_recovery(grid, no_gap, config, [])["rows"][0]["recovered_share"] is None

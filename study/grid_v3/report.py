@@ -199,6 +199,8 @@ def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config, speed: 
     choice = _read(grid.small_teacher_file)
     chose = (f"its teacher: the {'unpruned parent' if choice['chosen'] == 'parent' else '1.5B'}, because "
              f"{choice['reason']}. " if choice else "")
+    pruning = scores.compare("student", "small")  # what pruning cost: the gap distillation may close
+    cost = pruning["diff"] if pruning and pruning["diff"] > 0 else None
     rows = []
     for loss in split_list(config.small_losses):
         arm = f"small-{loss}"
@@ -211,13 +213,20 @@ def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config, speed: 
         rows.append({"arm": arm, "loss": loss, "tokens_seen": tokens, "fkl_before": curve[0]["fkl"],
                      "fkl_after": curve[-1]["fkl"], "fkl_by_half": fkl_by_half(curve), "curve": curve,
                      "probe_curve": probe, **result, "budget_for_a_yes": budget_for_a_yes(result, tokens),
-                     "pass_gain_per_m_tokens": result["diff"] / (tokens / 1e6) if tokens else None})
+                     "pass_gain_per_m_tokens": result["diff"] / (tokens / 1e6) if tokens else None,
+                     "recovered_share": result["diff"] / cost if cost else None})
     kept = _speed_text(speed)
     if not rows:
-        return {"question": question, "open": True, "answer": chose + "not yet" + kept, "rows": []}
+        return {"question": question, "open": True, "answer": chose + "not yet" + kept, "rows": [],
+                "pruning_cost": pruning}
     best = max(rows, key=lambda r: r["diff"])
+    share = best["recovered_share"]
+    recovered = ("" if share is None else
+                 f", {100 * share:.0f}% of the {100 * cost:.1f} pts pruning cost it (pooled over "
+                 f"{', '.join(pruning['benchmarks'])}; {100 * share / (best['tokens_seen'] / 1e6):.0f}% per million "
+                 "tokens)")
     answer = (f"{chose}best {best['arm']}: {_pts(best['diff'])} pts pass@1 over the pruned student after "
-              f"{best['tokens_seen'] / 1e6:.2f}M tokens (held-out FKL {best['fkl_before']:.3f} -> "
+              f"{best['tokens_seen'] / 1e6:.2f}M tokens{recovered} (held-out FKL {best['fkl_before']:.3f} -> "
               f"{best['fkl_after']:.3f}" + (f"; NLL of MBPP train's reference programs {best['probe_curve'][0]['nll']:.3f}"
                                             f" -> {best['probe_curve'][-1]['nll']:.3f}" if best["probe_curve"] else "")
               + "); " + "; ".join(f"{r['arm']} {_pts(r['diff'])} pts (p = {r['p_value']:.2g})" for r in rows))
@@ -228,7 +237,7 @@ def _pruned_recovery(grid: GridV3, scores: Scores, config: GridV3Config, speed: 
             "the second)" if halves else ""))
     answer += kept
     return {"question": question, "open": len(rows) < len(split_list(config.small_losses)), "answer": answer,
-            "rows": rows}
+            "rows": rows, "pruning_cost": pruning}
 
 
 def _losses_front(grid: GridV3, scores: Scores, config: GridV3Config) -> dict:
