@@ -197,3 +197,28 @@ def test_large_text_files_are_kept_packed_and_come_back_byte_for_byte(tmp_path):
     assert (mirror / (PARTIAL_FILE + PACKED)).exists()
     journal.unlink()
     assert forget_partial_answers(root, kept, root / "evals") == 1 and not (mirror / (PARTIAL_FILE + PACKED)).exists()
+
+
+def test_a_step_whose_runner_was_killed_reads_pending_while_another_runner_works(tmp_path):
+    """A session's end kills the runner mid-step; the next runner's status must not show that step running."""
+    import os
+    import subprocess
+    import sys
+
+    from study.engine.runner import root_lock
+
+    root = tmp_path / "grid"
+    step = Step("eval-akd-test", "eval", root / "evals" / "akd", verify=lambda: False)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (root / "steps").mkdir(parents=True)
+
+    def record(pid: int) -> None:
+        (root / "steps" / "eval-akd-test.json").write_text(json.dumps({"name": step.name, "status": "running",
+                                                                       "pid": pid}))
+
+    record(int(gone.stdout))  # its process has exited
+    with root_lock(root):  # a later runner works on the grid
+        assert step_state(root, step) == "pending"
+        record(os.getpid())
+        assert step_state(root, step) == "running"
+    assert step_state(root, step) == "pending"  # no runner at all

@@ -96,8 +96,9 @@ def _state(root: Path, step: Step) -> tuple[str, bool]:
     record = read_record(root, step.name)
     if record is None:
         return "pending", False
-    if record.get("status") == "running":
-        return ("running" if _grid_is_running(root) else "pending"), False
+    if record.get("status") == "running":  # or cut short: by a stop, or a session's end that took its runner
+        alive = _grid_is_running(root) and _process_alive(record.get("pid"))
+        return ("running" if alive else "pending"), False
     if record.get("status") == STARTED:
         return "pending", False
     if record.get("status") != "done":
@@ -307,6 +308,13 @@ def _grid_is_running(root: Path) -> bool:
             return True
         fcntl.flock(lock, fcntl.LOCK_UN)
         return False
+
+
+def _process_alive(pid) -> bool:
+    """Whether the runner that wrote a record still runs (a record without a pid: assume so)."""
+    import psutil
+
+    return pid is None or psutil.pid_exists(pid)
 
 
 def _write_record(root: Path, record: dict) -> None:
