@@ -189,10 +189,9 @@ def v3_estimate_command(**options):
     (study/grid_v3/cost.py: this class's measured profile)."""
     from study.engine.profiles import REFERENCE_CLASS, load_profile
     from study.grid_v3.cost import estimate, hours_left, total_hours, with_progress
-    from study.grid_v3.plan import build_plan
-
     from study.engine.settings import check_settings
     from study.grid_v3.config import CONFIG_FILE, REVISIONS
+    from study.grid_v3.plan import build_plan
 
     config, profile = GridV3Config(**options), load_profile()
     if (config.root / CONFIG_FILE).exists():  # what is left is read from the grid there: same settings only
