@@ -11,7 +11,9 @@ precision `akd distill --precision auto` picks here) on micro-batches of the def
   and their mix weighted by the step's FLOPs (the peak the step is measured against);
 - the step's wall time per micro-batch (median of `--repeats` optimizer steps after a warm-up,
   for each accumulation) and its share of that peak, from the step's analytic FLOPs (6 x tokens
-  x non-embedding parameters, the LM head over the response positions, attention);
+  x non-embedding parameters, the LM head over the response positions, attention); where a step
+  has several micro-batches, also with every micro-batch casting the weights anew (what the
+  trainer's step_casts saves), timed in turn with it;
 - a breakdown of one profiled step (torch.profiler, self CPU time by op) into matmuls,
   attention, the loss's vocabulary work, the optimizer, dtype casts and copies, and the rest.
 
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -46,7 +49,7 @@ from inference.allocator import describe as describe_allocator  # noqa: E402
 from stages.distill import DistillConfig  # noqa: E402
 from stages.distill.losses import LossConfig  # noqa: E402
 from stages.distill.student_model import DistillStudent  # noqa: E402
-from stages.distill.trainer import matmul_precision  # noqa: E402
+from stages.distill.trainer import matmul_precision, step_casts  # noqa: E402
 from study.grid_v3.config import GridV3Config  # noqa: E402
 
 GOALS = {"amx": 0.60, "avx512_bf16": 0.85, "avx2": 0.70}  # issue 20: the step's share of the class's peak
@@ -156,19 +159,28 @@ def main(layers, tokens, repeats, accumulations, precision, out):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
     bf16 = precision == "bf16"
 
-    def step(accumulate: int):
-        for _ in range(accumulate):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss, _ = module(**batch)
-            loss.backward()
+    def step(accumulate: int, reuse_casts: bool = True):
+        """One optimizer step as the trainer makes it (reuse_casts=False: every micro-batch casts
+        the weights anew, as akd did before step_casts)."""
+        with step_casts(module, "cpu") if reuse_casts else nullcontext():
+            for _ in range(accumulate):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss, _ = module(**batch)
+                loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     mm_dtype = torch.bfloat16 if bf16 else torch.float32
     rates_before = matmul_rates(mm_dtype, int(batch["input_ids"].numel()), chunk)
-    for accumulate in accumulations:  # warm-up: optimizer state, allocator pools (the first steps
-        step(accumulate)               # of a process fault in gigabytes of fresh pages: seconds each)
-    per_micro_batch = {g: [_timed(lambda: step(g)) / g for _ in range(repeats)] for g in accumulations}
+    variants = [(g, reuse) for g in accumulations for reuse in ((True, False) if g > 1 else (True,))]
+    for g, reuse in variants:  # warm-up: optimizer state, allocator pools (the first steps of a
+        step(g, reuse)         # process fault in gigabytes of fresh pages: seconds each)
+    timed = {variant: [] for variant in variants}
+    for _ in range(repeats):  # in turn, so that a drift of the machine hits every variant alike
+        for (g, reuse), ts in timed.items():
+            ts.append(_timed(lambda: step(g, reuse)) / g)
+    per_micro_batch = {g: timed[(g, True)] for g in accumulations}
+    casting_each = {g: timed[(g, False)] for g in accumulations if (g, False) in timed}
     times = per_micro_batch[accumulations[0]]
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step(accumulations[0])
@@ -191,7 +203,9 @@ def main(layers, tokens, repeats, accumulations, precision, out):
         "step_s": {"median": round(median, 3), "all": [round(t, 3) for t in times]},
         "by_grad_accum": {str(g): {"s_per_micro_batch": round(statistics.median(ts), 3),
                                    "share_of_peak": round(flops["total"] / statistics.median(ts) / 1e9
-                                                          / peak["step_mix_gflops"], 3)}
+                                                          / peak["step_mix_gflops"], 3),
+                                   **({"s_per_micro_batch_casting_each": round(statistics.median(casting_each[g]), 3)}
+                                      if g in casting_each else {})}
                           for g, ts in per_micro_batch.items()},
         "flops": flops, "achieved_gflops": round(achieved, 1), "matmul_peak": peak,
         "share_of_peak": round(achieved / peak["step_mix_gflops"], 3),

@@ -26,7 +26,7 @@ import os
 import random
 import resource
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -256,12 +256,25 @@ def _forward_backward(run: _Run, batches: list[dict]) -> tuple[StepStats, torch.
     global_tokens = distributed.all_reduce_sum(env, tokens.sum().reshape(1))
     weights = tokens.to(torch.float64) * env.world / global_tokens.to(torch.float64)
     stats = StepStats()
-    for i, batch in enumerate(batches):
-        with distributed.gradient_sync(run.module, i == len(batches) - 1), run.autocast:
-            loss, micro_stats = run.module(**batch, loss_weight=weights[i])
-        loss.backward()
-        stats.add(micro_stats)
+    with step_casts(run.module, env.device.type):
+        for i, batch in enumerate(batches):
+            with distributed.gradient_sync(run.module, i == len(batches) - 1), run.autocast:
+                loss, micro_stats = run.module(**batch, loss_weight=weights[i])
+            loss.backward()
+            stats.add(micro_stats)
     return stats, global_tokens
+
+
+def step_casts(module, device_type: str):
+    """The context of one optimizer step's micro-batches: an autocast nesting level (itself
+    disabled) around them. Autocast keeps its low-precision copy of each weight until the
+    outermost of its regions ends, so the step's later micro-batches reuse the first one's casts
+    instead of casting every weight again; the gradients are bit-identical (the weights change
+    only in the optimizer step). Not under FSDP, where it would keep every layer's gathered
+    weights alive between micro-batches."""
+    if distributed.is_fsdp(module):
+        return nullcontext()
+    return torch.autocast(device_type, enabled=False)
 
 
 def _clip_gradients(module, max_norm: float) -> torch.Tensor:
