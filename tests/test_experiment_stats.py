@@ -339,3 +339,11 @@ def test_the_weighted_bootstrap_weighs_sequences_by_their_tokens_and_holds_the_d
     assert even["diff"] == pytest.approx(float(np.mean([a[i] - b[i] for i in ids])))
     with pytest.raises(ValueError, match="positive weight"):
         paired_weighted_bootstrap(a, b, {**tokens, "s0": 0.0})
+
+
+def test_a_difference_detectable_in_a_family_of_comparisons_needs_holms_smallest_threshold():
+    from study.engine.stats import detectable_in_family
+    assert detectable_in_family(0.01, 1) == pytest.approx((1.959964 + 0.841621) * 0.01, rel=1e-5)
+    assert detectable_in_family(0.01, 11) == pytest.approx((2.837597 + 0.841621) * 0.01, rel=1e-5)  # z at 1 - 0.05/22
+    with pytest.raises(ValueError, match="comparisons >= 1"):
+        detectable_in_family(0.01, 0)

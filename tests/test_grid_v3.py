@@ -434,3 +434,33 @@ def test_the_estimate_of_a_grid_run_with_other_settings_is_refused_in_one_line(t
     same = CliRunner().invoke(main, ["experiment", "v3", "estimate", "--out-dir", str(tmp_path),
                                      "--models-dir", "/elsewhere"])
     assert same.exit_code == 0 and "total:" in same.output
+
+
+def test_a_gain_significant_alone_but_not_after_holm_says_so_with_both_p_values(tmp_path):
+    """akd-mix's +2.0 pts had p = 0.018 alone and 0.053 as one of 3 arms scored: the answer must
+    name both, not a bare "no" beside a p below 0.05."""
+    from study.grid_v3.plan import GridV3
+    from study.grid_v3.report import Scores, _beats_original
+
+    tasks = 200
+    student = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 0) for i in range(tasks)}}
+    better = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 0 or i % 45 == 1) for i in range(tasks)}}  # 5 gained, none lost
+    same = {"mbpp": {f"Mbpp/{i}": float(i % 3 == 1) for i in range(tasks)}}
+    scores = Scores({CPU: {"student": student, "akd-mix": better, "akd": same, "akd-mbpp": same}}, {})
+    grid = GridV3(GridV3Config(out_dir=str(tmp_path)), CPU)
+    grid.run_dir("akd-mix").mkdir(parents=True)
+    (grid.run_dir("akd-mix") / "metrics.jsonl").write_text(
+        "".join(json.dumps(m) + "\n" for m in [{"split": "train", "step": s, "tokens": 1000} for s in range(1, 101)]
+                + [{"split": "eval", "step": 0, "eval_fkl": 0.2}, {"split": "eval", "step": 100, "eval_fkl": 0.1}]))
+    found = _beats_original(grid, scores, ["akd-mix", "akd", "akd-mbpp", "ce"])
+    row = next(c for c in found["comparisons"] if c["a"] == "akd-mix")
+    assert row["p_value"] < 0.05 <= row["holm_p"]
+    assert found["answer"].startswith("not after correcting for 3 comparisons; the largest gain, akd-mix: +")
+    assert f"p = {row['p_value']:.2g}" in found["answer"]
+    assert (f"but Holm p = {row['holm_p']:.2g} over the 3 arm(s) scored, {row['holm_p_all_arms_at_worst']:.2g} "
+            "over all 4 if none still to come has a smaller p") in found["answer"]
+    # a yes over the family asks more than the pair's own detectable difference: p below 0.05 / 4
+    family = (2.497705 + 0.841621) * row["se"]  # z at 1 - 0.05 / (2 x 4) and at the power 0.8
+    assert f"a yes over all 4 arms needs a true difference of ~{100 * family:.1f} pts" in found["answer"]
+    assert row["budget_for_a_yes"]["tokens_seen"] == 100_000
+    assert row["budget_for_a_yes"]["times"] == pytest.approx(max(1.0, family / row["diff"]), abs=0.05)

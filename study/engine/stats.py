@@ -209,6 +209,15 @@ def compare_rates(a: dict[str, float], b: dict[str, float], *, names: tuple[str,
             "detectable_diff": detectable}
 
 
+def detectable_in_family(se: float, comparisons: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The true difference a comparison of this standard error finds with `power` when it must
+    pass Holm's correction over `comparisons` as their smallest p (p below alpha / comparisons):
+    what a yes to "does any of these arms win" asks of its best arm (normal approximation)."""
+    if comparisons < 1 or se < 0:
+        raise ValueError(f"need comparisons >= 1 ({comparisons}) and se >= 0 ({se})")
+    return float((stats.norm.ppf(1 - alpha / (2 * comparisons)) + stats.norm.ppf(power)) * se)
+
+
 def samples_per_task(a: dict[str, list[bool]], b: dict[str, list[bool]], *,
                      answers: tuple[int, ...] = (1, 2, 3, 5, 10, 20), alpha: float = 0.05,
                      power: float = 0.8) -> dict:

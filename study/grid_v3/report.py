@@ -22,8 +22,8 @@ from study.engine.runner import step_state
 from study.engine.settings import REVISIONS_KEY, split_list
 from study.engine.profiles import load_profile
 from stages.evaluate.speed import read_speed
-from study.engine.stats import (best_answer_count, compare_pooled, compare_rates, holm, paired_weighted_bootstrap,
-                               precision_cost, samples_per_task)
+from study.engine.stats import (best_answer_count, compare_pooled, compare_rates, detectable_in_family, holm,
+                               paired_weighted_bootstrap, precision_cost, samples_per_task)
 from study.grid_v3.config import GridV3Config
 from study.grid_v3.cost import estimate, sampled_answer_s
 from study.grid_v3.plan import ORIGINALS, TIMED, GridV3
@@ -170,10 +170,19 @@ def _beats_original(grid: GridV3, scores: Scores, arms: list[str]) -> dict:
             f"{_pts(found[arm]['ci_high'])}, p = {found[arm]['p_value']:.2g}, Holm p = {found[arm]['holm_p']:.2g}"
             + (f" over the arms scored, {found[arm]['holm_p_all_arms_at_worst']:.2g} over all {len(arms)} if none "
                "still to come has a smaller p" if pending else "") + ")" for arm in better)
-    else:
-        best["budget_for_a_yes"] = budget_for_a_yes(best, _tokens_seen(grid, best["a"]))
-        answer = (f"no, of {len(found)} arm(s) scored; the largest gain, {best['a']}: {_no(best)}; "
-                  f"{_budget_text(best['budget_for_a_yes'])}")
+    else:  # a yes must pass Holm over every arm: the best arm's p below alpha / arms
+        family_detect = detectable_in_family(best["se"], len(arms), alpha=ALPHA)
+        best["budget_for_a_yes"] = budget_for_a_yes({**best, "detectable_diff": family_detect},
+                                                    _tokens_seen(grid, best["a"]))
+        holm_text = f"Holm p = {best['holm_p']:.2g} over the {len(found)} arm(s) scored" + (
+            f", {best['holm_p_all_arms_at_worst']:.2g} over all {len(arms)} if none still to come has a smaller p"
+            if pending else "")
+        alone = best["p_value"] < ALPHA and best["diff"] > 0  # significant alone, not as one of the family
+        answer = ((f"not after correcting for {len(found)} comparisons; the largest gain, {best['a']}: {_no(best)}, "
+                   f"but {holm_text}" if alone else
+                   f"no, of {len(found)} arm(s) scored; the largest gain, {best['a']}: {_no(best)}, {holm_text}")
+                  + f"; a yes over all {len(arms)} arms needs a true difference of ~{100 * family_detect:.1f} pts "
+                  f"(found 4 times in 5 at p < {ALPHA:g}/{len(arms)}); {_budget_text(best['budget_for_a_yes'])}")
     return {"question": question, "open": bool(pending), "answer": answer, "waiting_for": pending,
             "comparisons": list(found.values())}
 
